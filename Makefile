@@ -1,0 +1,123 @@
+# Build the book and run the tests. On a fresh machine with Python 3.11 these are all you need:
+#   make book    execute notebooks/*.py, build the HTML book offline (warnings are errors)
+#   make test    unit tests and doctests, then re-run the reference notebooks with nbval
+# Full-scale parameters for every notebook (papermill -p/-y options):
+#   make book NB_PARAMS="-p n_molecules 130831 -p device cuda"
+# Also: make venv | refresh-references | clean
+
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+TORCH := torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+VENV_DONE := $(VENV)/.installed
+
+NB_PARAMS ?=
+export NB_PARAMS
+# Kernels look for the venv's kernelspec before ~/.local's. Notebooks draw with the inline
+# backend: under MPLBACKEND=Agg a kernel would drop every figure from the outputs.
+export JUPYTER_PREFER_ENV_PATH := 1
+INLINE := module://matplotlib_inline.backend_inline
+
+SOURCES := $(wildcard notebooks/*.py)
+NAMES := $(SOURCES:notebooks/%.py=%)
+CONVERTED := $(NAMES:%=build/jupytext/%.ipynb)
+EXECUTED := $(NAMES:%=build/notebooks/%.ipynb)
+LIB_FILES := $(shell find cpd_core -type f ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort)
+BOOK_FILES := _config.yml _toc.yml $(wildcard book/*)
+
+.PHONY: help venv notebooks book test refresh-references clean FORCE
+.SECONDARY: $(CONVERTED)
+
+help:
+	@sed -n '1,6s/^# \{0,1\}//p' Makefile
+
+# --- virtual environment: pip runs again only when requirements.txt or pyproject.toml change
+venv: $(VENV_DONE)
+
+$(VENV_DONE): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $@
+
+# --- notebooks: .py (jupytext) -> build/jupytext/NAME.ipynb -> papermill -> build/notebooks/NAME.ipynb
+# NB_PARAMS and the list of files in cpd_core/, rewritten only when they change: a new
+# parameter, or a file added to or removed from the library, re-executes the notebooks.
+build/notebook-inputs.txt: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' "NB_PARAMS=$$NB_PARAMS" $(LIB_FILES) > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+build/jupytext/%.ipynb: notebooks/%.py | $(VENV_DONE)
+	@mkdir -p $(@D)
+	$(BIN)/jupytext --quiet --to ipynb --set-kernel python3 --output $@ $<
+
+# Runs with the repository root as working directory; a failed run keeps NAME.partial.ipynb.
+build/notebooks/%.ipynb: PARTIAL = $(@:.ipynb=.partial.ipynb)
+build/notebooks/%.ipynb: build/jupytext/%.ipynb $(LIB_FILES) build/notebook-inputs.txt requirements.txt | $(VENV_DONE)
+	@mkdir -p $(@D)
+	@echo "papermill $< -> $@ $(NB_PARAMS)"
+	@MPLBACKEND=$(INLINE) $(BIN)/papermill --cwd "$(CURDIR)" --log-output --no-progress-bar \
+	    $< $(PARTIAL) $(NB_PARAMS) \
+	  || { echo "error: notebook $* failed (traceback above); partly executed: $(PARTIAL)" >&2; exit 1; }
+	@mv $(PARTIAL) $@
+
+notebooks: $(EXECUTED)
+
+# --- book: jupyter-book 1 reads the executed notebooks (execute_notebooks: off in _config.yml)
+book: _build/html/.built
+	@echo "$(CURDIR)/_build/html/index.html"
+
+# A full rebuild (--all) whenever an input changed: an incremental Sphinx build does not
+# repeat the warnings of pages it does not re-read, and warnings are errors here.
+_build/html/.built: $(EXECUTED) $(BOOK_FILES) | $(VENV_DONE)
+	@mkdir -p build
+	@rm -f $@
+	@echo "jupyter-book build . --all -W -n --keep-going (log: build/jupyter-book.log)"
+	@$(BIN)/jupyter-book build . --all -W -n --keep-going 2>&1 | tee build/jupyter-book.log \
+	  || { echo "error: jupyter-book build failed; its warnings and errors:" >&2; \
+	       grep -E 'WARNING|ERROR|CRITICAL|Error' build/jupyter-book.log >&2 || true; exit 1; }
+	@touch $@
+
+# --- tests: unit tests + doctests, then nbval on the references (tests/conftest.py gives the
+# nbval run its sanitizer, kernel and working directory). Exit code 5, "no tests", is no failure.
+test: $(VENV_DONE)
+	MPLBACKEND=Agg $(BIN)/python -m pytest || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest --nbval tests/notebooks || [ $$? -eq 5 ]
+
+# Re-executes every notebook at its default (CI-sized) parameters and stores it, without
+# volatile metadata (timestamps, durations, random cell ids), as tests/notebooks/NAME.ipynb.
+define STRIP_NOTEBOOKS
+import pathlib, sys
+import nbformat
+for path in map(pathlib.Path, sys.argv[1:]):
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+    out = pathlib.Path("tests/notebooks") / path.name
+    nbformat.write(nb, out)
+    print("wrote", out)
+endef
+export STRIP_NOTEBOOKS
+
+refresh-references: | $(VENV_DONE)
+	rm -f $(EXECUTED)
+	$(MAKE) --no-print-directory notebooks NB_PARAMS=
+	mkdir -p tests/notebooks
+	rm -f tests/notebooks/*.ipynb
+	$(BIN)/python -c "$$STRIP_NOTEBOOKS" $(EXECUTED)
+
+clean:
+	rm -rf build _build

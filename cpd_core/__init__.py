@@ -1,0 +1,29 @@
+"""cpd_core: Composition Projection Decomposition of atomistic model features.
+
+The public API (stable; the book, the tests and later chapters rely on it):
+
+- :func:`composition_matrix` / :func:`composition` — what "composition" means, as a matrix;
+- :func:`project_out` / :class:`CompositionProjector` — exact removal of its span;
+- :func:`cpd` / :func:`cpd_table` — cross-validated R²_full, R²_comp, R²_geom with ridge, MLP or GBT probes.
+
+The CPD math needs only numpy, scipy and scikit-learn: it works on features from any source.
+"""
+
+from cpd_core.composition import Composition, composition, composition_matrix
+from cpd_core.decomposition import CPDResult, cpd, cpd_table
+from cpd_core.errors import InputError
+from cpd_core.projection import CompositionProjector, composition_rank, project_out
+
+__all__ = [
+    "Composition",
+    "CompositionProjector",
+    "CPDResult",
+    "InputError",
+    "composition",
+    "composition_matrix",
+    "composition_rank",
+    "cpd",
+    "cpd_table",
+    "project_out",
+]
+__version__ = "0.1.0"

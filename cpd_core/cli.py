@@ -1,0 +1,87 @@
+"""Command line: ``cpd models``, ``cpd extract``, ``cpd probe``.
+
+Examples::
+
+    cpd models
+    cpd extract --model ani2x-aev --dataset qm9 --n 5000 --device cuda
+    cpd probe --model ani2x-aev --n 5000 --target gap --probe ridge mlp gbt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cpd_core.errors import InputError
+
+
+def _n(value: str):
+    return None if value.lower() in ("all", "none") else int(value)
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="registry name (see `cpd models`)")
+    p.add_argument("--dataset", default="qm9", choices=["qm9"])
+    p.add_argument("--n", type=_n, default=2000, help="number of molecules, or 'all' (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset and the CV folds")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--pooling", default="mean", choices=["mean", "sum"])
+    p.add_argument("--block", default=None, help="feature block to probe (default: the model's first)")
+
+
+def _features(args):
+    from cpd_core.experiments.representation import qm9_features
+    from cpd_core.models import load
+
+    return qm9_features(load(args.model), n=args.n, seed=args.seed, device=args.device,
+                        pooling=args.pooling, progress=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cpd", description="Composition Projection Decomposition")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list the model registry")
+    ext = sub.add_parser("extract", help="extract and cache pooled features")
+    _dataset_args(ext)
+    prb = sub.add_parser("probe", help="extract (or load cached) features and run CPD")
+    _dataset_args(prb)
+    prb.add_argument("--target", nargs="+", default=["gap"], help="QM9 target names")
+    prb.add_argument("--probe", nargs="+", default=["ridge"], choices=["ridge", "mlp", "gbt"])
+    prb.add_argument("--cv", type=int, default=5)
+    prb.add_argument("--fit-projection", default="train", choices=["train", "all"])
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "models":
+            from cpd_core.models import REGISTRY
+
+            for name, (_, about) in REGISTRY.items():
+                print(f"{name:16s} {about}")
+        elif args.command == "extract":
+            qm9, feats = _features(args)
+            for block, H in feats.items():
+                print(f"{block}: {H.shape[0]} structures x {H.shape[1]} features")
+        else:
+            import pandas as pd
+
+            from cpd_core.datasets.qm9 import check_targets
+            from cpd_core.experiments.representation import representation_cpd
+
+            check_targets(args.target)
+            qm9, feats = _features(args)
+            block = args.block or next(iter(feats))
+            if block not in feats:
+                raise InputError(f"unknown block {block!r}; {args.model} has {list(feats)}")
+            summary, _ = representation_cpd(qm9, feats[block], targets=args.target, probes=args.probe,
+                                            control=False, cv=args.cv, seed=args.seed,
+                                            fit_projection=args.fit_projection, progress=True)
+            with pd.option_context("display.width", 200, "display.precision", 3):
+                print(summary.to_string(index=False))
+    except InputError as err:
+        print(f"cpd: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""QM9 (Ramakrishnan et al. 2014) from the PyPI package ``qm9pack``.
+
+All 130,831 molecules with B3LYP/6-31G(2df,p) geometries and properties. The
+package's CSV files are read directly (``import qm9pack`` needs the deprecated
+``pkg_resources``); the parsed arrays are cached (:mod:`cpd_core.cache`), so
+only the first call pays the ~10-30 s parse.
+
+Targets and units
+-----------------
+=========  ==========  ===========================================
+name       unit        QM9 column
+=========  ==========  ===========================================
+homo       eV          HOMO_au (Hartree → eV)
+lumo       eV          LUMO_au
+gap        eV          HOMO_LUMO_gap_au
+dipole     D           Dipole_debye
+alpha      bohr³       Polarizability_bohr3 (isotropic)
+r2         bohr²       R2_bohr2 (electronic spatial extent)
+zpve       eV          ZPVE_au
+U0         eV          InternalEnergy_0K_au
+U          eV          InternalEnergy_298K_au
+H          eV          Enthalphy_298K_au
+G          eV          GibbsFreeEnergy_298K_au
+Cv         cal/(mol K) Heatcapacity_Cv_cal_mol_K
+=========  ==========  ===========================================
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cpd_core.cache import cached_arrays, content_key
+from cpd_core.errors import InputError
+
+HARTREE_TO_EV = 27.211386245988  # CODATA 2018
+
+#: target name -> (qm9pack column, factor to the documented unit, unit)
+TARGETS = {
+    "homo": ("HOMO_au", HARTREE_TO_EV, "eV"),
+    "lumo": ("LUMO_au", HARTREE_TO_EV, "eV"),
+    "gap": ("HOMO_LUMO_gap_au", HARTREE_TO_EV, "eV"),
+    "dipole": ("Dipole_debye", 1.0, "D"),
+    "alpha": ("Polarizability_bohr3", 1.0, "bohr³"),
+    "r2": ("R2_bohr2", 1.0, "bohr²"),
+    "zpve": ("ZPVE_au", HARTREE_TO_EV, "eV"),
+    "U0": ("InternalEnergy_0K_au", HARTREE_TO_EV, "eV"),
+    "U": ("InternalEnergy_298K_au", HARTREE_TO_EV, "eV"),
+    "H": ("Enthalphy_298K_au", HARTREE_TO_EV, "eV"),
+    "G": ("GibbsFreeEnergy_298K_au", HARTREE_TO_EV, "eV"),
+    "Cv": ("Heatcapacity_Cv_cal_mol_K", 1.0, "cal/(mol K)"),
+}
+N_MOLECULES = 130_831
+_PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
+_SYMBOL_TO_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
+
+
+def data_folder() -> Path:
+    """The ``data/`` folder of the installed ``qm9pack`` package."""
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None or spec.origin is None:
+        raise ImportError("QM9 needs the PyPI package 'qm9pack': pip install qm9pack==1.0.3")
+    folder = Path(spec.origin).parent / "data"
+    missing = [p for p in _PARTS if not (folder / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"qm9pack is installed but {missing} are missing from {folder}")
+    return folder
+
+
+def _parse_lists(column: pd.Series, strip: str) -> list[str]:
+    """Flatten a column of Python-literal lists ("[[1.,2],[3,4.5]]") into one token list."""
+    text = ",".join(column.tolist())
+    return [t for t in text.translate(str.maketrans("", "", strip)).split(",") if t]
+
+
+def _parse(folder: Path) -> dict:
+    cols = ["Index", "N_atoms", "Elements", "XYZ_Ang"] + [c for c, _, _ in TARGETS.values()]
+    df = pd.concat([pd.read_csv(folder / p, usecols=cols) for p in _PARTS], ignore_index=True)
+    df = df.sort_values("Index", ignore_index=True)
+    n_atoms = df["N_atoms"].to_numpy(np.int64)
+    symbols = _parse_lists(df["Elements"], "[]' ")
+    z = np.array([_SYMBOL_TO_Z[s] for s in symbols], dtype=np.int8)
+    xyz = np.array(_parse_lists(df["XYZ_Ang"], "[] "), dtype=np.float64).reshape(-1, 3)
+    if len(z) != n_atoms.sum() or len(xyz) != n_atoms.sum():
+        raise RuntimeError("qm9pack parse error: atom counts do not match N_atoms")
+    out = {"index": df["Index"].to_numpy(np.int64), "n_atoms": n_atoms, "z": z, "xyz": xyz}
+    for name, (col, factor, _) in TARGETS.items():
+        out[f"target_{name}"] = df[col].to_numpy(np.float64) * factor
+    return out
+
+
+def _all_arrays() -> dict:
+    folder = data_folder()
+    stamp = [(p, (folder / p).stat().st_size) for p in _PARTS]
+    return cached_arrays("qm9", content_key(dataset="qm9pack", files=stamp, parser="2"),
+                         lambda: _parse(folder))
+
+
+@dataclass
+class QM9Subset:
+    """Molecules of QM9 with their targets.
+
+    Attributes
+    ----------
+    ids : numpy.ndarray of int
+        QM9 molecule indices (1-based, as in ``dsgdb9nsd_NNNNNN.xyz``).
+    numbers : list of numpy.ndarray
+        Atomic numbers per molecule.
+    positions : list of numpy.ndarray
+        Cartesian coordinates in Å per molecule.
+    targets : pandas.DataFrame
+        One column per requested target (units in :data:`TARGETS`), indexed by ``ids``.
+    """
+
+    ids: np.ndarray
+    numbers: list
+    positions: list
+    targets: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def structures(self) -> list:
+        """The molecules as :class:`ase.Atoms`."""
+        from ase import Atoms
+
+        return [Atoms(numbers=z, positions=r) for z, r in zip(self.numbers, self.positions)]
+
+
+def check_targets(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, or :class:`InputError` naming the unknown ones and the known."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [t for t in names if t not in TARGETS]
+    if unknown:
+        raise InputError(f"unknown QM9 target(s) {unknown}; known: {list(TARGETS)}")
+    return names
+
+
+def load_qm9(n: int | None = None, seed: int = 0, targets: Sequence[str] | None = None) -> QM9Subset:
+    """Load QM9, or a reproducible random subset of it.
+
+    Parameters
+    ----------
+    n : int or None
+        Number of molecules; ``None`` takes all 130,831. The subset is drawn
+        without replacement with ``numpy.random.default_rng(seed)`` and kept in
+        QM9 order, so the same ``(n, seed)`` always gives the same molecules.
+    seed : int
+    targets : sequence of str, optional
+        Names from :data:`TARGETS`; default all.
+
+    Returns
+    -------
+    QM9Subset
+
+    Examples
+    --------
+    >>> qm9 = load_qm9(n=3, seed=0, targets=["gap", "dipole"])  # doctest: +SKIP
+    >>> list(qm9.targets.columns)  # doctest: +SKIP
+    ['gap', 'dipole']
+    """
+    targets = list(TARGETS) if targets is None else check_targets(targets)
+    if n is not None and (isinstance(n, bool) or int(n) != n or not 0 < n <= N_MOLECULES):
+        raise InputError(f"n must be between 1 and {N_MOLECULES} (or None for all), got {n}")
+    data = _all_arrays()
+    total = len(data["index"])
+    rows = np.arange(total) if n is None else np.sort(
+        np.random.default_rng(seed).choice(total, size=int(n), replace=False))
+    offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
+    numbers = [data["z"][offsets[i]:offsets[i + 1]].astype(np.int64) for i in rows]
+    positions = [data["xyz"][offsets[i]:offsets[i + 1]] for i in rows]
+    ids = data["index"][rows]
+    table = pd.DataFrame({t: data[f"target_{t}"][rows] for t in targets},
+                         index=pd.Index(ids, name="qm9_id"))
+    return QM9Subset(ids=ids, numbers=numbers, positions=positions, targets=table)

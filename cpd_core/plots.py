@@ -1,0 +1,81 @@
+"""Figures of the book. Each takes the tables an experiment returned and returns a matplotlib Figure.
+
+Every figure shows per-fold values beside the mean: a mean can hide a collapsed fold.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+SCORE_LABELS = {"r2_comp": "R²_comp (linear in C)", "r2_full": "R²_full (raw features)",
+                "r2_geom": "R²_geom (residual)"}
+PROBE_ORDER = ["ridge", "mlp", "gbt"]
+
+
+def recovery_plot(summary: pd.DataFrame, folds: pd.DataFrame) -> plt.Figure:
+    """Recovered R²_geom against the planted value, per probe (identity = perfect recovery)."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    lim = [min(-0.05, folds["r2_geom"].min() - 0.05), max(1.0, folds["r2_geom"].max() + 0.05)]
+    ax.plot(lim, lim, color="0.6", lw=1, ls="--", label="recovered = planted")
+    palette = dict(zip(PROBE_ORDER, sns.color_palette("colorblind", 3)))
+    for probe, grp in folds.groupby("probe", sort=False):
+        ax.scatter(grp["r2_geom_true"], grp["r2_geom"], s=12, alpha=0.5, color=palette.get(probe))
+    for probe, grp in summary.groupby("probe", sort=False):
+        ax.plot(grp["r2_geom_true"], grp["r2_geom"], marker="o", color=palette.get(probe), label=probe)
+    ax.set(xlim=lim, ylim=lim, xlabel="planted geometric share (true linear R²_geom)",
+           ylabel="recovered R²_geom (5-fold CV)")
+    ax.legend(frameon=False, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def cpd_bars(summary: pd.DataFrame, folds: pd.DataFrame, title: str | None = None,
+             floor: float = -0.5) -> plt.Figure:
+    """R²_comp, R²_full and R²_geom per probe and target; bars are fold means, dots are folds.
+
+    The y axis stops at ``floor``; folds below it are drawn on the floor as
+    triangles and counted in the panel title.
+    """
+    targets = list(dict.fromkeys(summary["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), sharey=True, squeeze=False)
+    long = summary.melt(id_vars=["target", "probe"], value_vars=list(SCORE_LABELS),
+                        var_name="score", value_name="r2")
+    for ax, target in zip(axes[0], targets):
+        sub = long[long["target"] == target]
+        fsub = folds[folds["target"] == target].copy()
+        sns.barplot(data=sub, x="probe", y="r2", hue="score", hue_order=list(SCORE_LABELS), ax=ax,
+                    order=[p for p in PROBE_ORDER if p in set(sub["probe"])], palette="colorblind",
+                    errorbar=None, alpha=0.8)
+        low = fsub["r2"] < floor
+        fsub["r2"] = fsub["r2"].clip(lower=floor)
+        sns.stripplot(data=fsub, x="probe", y="r2", hue="score", hue_order=list(SCORE_LABELS), dodge=True,
+                      ax=ax, order=[p for p in PROBE_ORDER if p in set(sub["probe"])], palette="dark:k", size=3,
+                      legend=False)
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set(title=f"{target}" + (f"  ({int(low.sum())} fold(s) < {floor})" if low.any() else ""),
+               xlabel="probe", ylabel="R² (5-fold CV)", ylim=(floor, 1.02))
+        ax.get_legend().remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, [SCORE_LABELS.get(lbl, lbl) for lbl in labels], loc="lower center",
+               ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant") -> plt.Figure:
+    """Per-fold scores of each group (column ``by``) on a symmetric-log axis, so collapsed folds stay visible."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * folds[by].nunique() + 1.2))
+    sns.stripplot(data=folds, y=by, x=score, ax=ax, size=6, color="C0", jitter=0.1)
+    means = folds.groupby(by, sort=False)[score].mean()
+    ax.scatter(means.values, np.arange(len(means)), marker="|", s=300, color="C3", label="mean over folds")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set(xlabel=f"{SCORE_LABELS.get(score, score)} per fold (symlog)", ylabel="")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig

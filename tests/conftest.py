@@ -1,0 +1,62 @@
+"""pytest settings shared by the unit tests and the nbval run of the reference notebooks.
+
+``pytest --nbval tests/notebooks`` (the second half of ``make test``) re-executes each
+reference notebook and compares its outputs with the stored ones. The hooks below make that
+run match how ``make book`` executed them with papermill:
+
+- the kernel is the Python running pytest (the venv's), and starts in the repository root
+  (nbval would start it in ``tests/notebooks``);
+- matplotlib draws inline, as in a papermill kernel (with ``MPLBACKEND=Agg`` a kernel drops
+  every figure from the outputs);
+- outputs go through ``tests/nbval_sanitize.cfg`` (timings, paths, dates, float noise);
+- stderr (warnings, progress bars, logging) and figure data (PNG, JPEG, SVG, PDF) are not
+  compared; stdout, ``text/plain``, ``text/html`` and the other text outputs are.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SANITIZER = ROOT / "tests" / "nbval_sanitize.cfg"
+NOT_COMPARED = ("stderr", "image/svg+xml", "application/pdf")
+
+
+def _nbval_on(config):
+    return bool(getattr(config.option, "nbval", False) or getattr(config.option, "nbval_lax", False))
+
+
+def pytest_configure(config):
+    if not _nbval_on(config):
+        return
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    if not config.option.nbval_kernel_name:
+        config.option.nbval_current_env = True
+    if config.option.nbval_sanitize_with is None:
+        config.option.nbval_sanitize_with = str(SANITIZER)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    result = yield
+    notebook = item.parent
+    kernel = getattr(notebook, "kernel", None)
+    if kernel is not None and not getattr(notebook, "_cpd_ready", False):
+        # Once per notebook, after nbval started its kernel and before the first cell runs.
+        notebook.skip_compare = tuple(notebook.skip_compare) + NOT_COMPARED
+        msg_id = kernel.kc.execute(f"import os; os.chdir({str(ROOT)!r})", silent=True)
+        kernel.await_idle(msg_id, 60)
+        notebook._cpd_ready = True
+    return result
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """Unit tests fit small models: one BLAS/OpenMP thread is as fast, and immune to
+    oversubscription when another process (a notebook build) shares the cores, where
+    multi-threaded GBT and ridge slow down 10-100x."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

@@ -1,0 +1,272 @@
+"""Batched extraction and pooling, with a toy featurizer whose answers are known."""
+
+import numpy as np
+import pytest
+import torch
+
+from cpd_core import InputError
+from cpd_core.extract import (
+    cached_pooled_features,
+    check_elements,
+    pool_atoms,
+    pooled_features,
+    resolve_device,
+)
+
+PAD = 1e6  # what the toy featurizer writes on padding atoms: pooling must ignore it
+
+
+class Toy:
+    """Per-atom features [Z, x, y, z, |r|²] (block "a") and 2 Z (block "b")."""
+
+    name = "toy"
+    elements = (1, 6, 7, 8)
+
+    def __init__(self):
+        self.calls = 0
+        self.widths = []
+
+    def spec(self):
+        return {"features": "Z, r, |r|^2"}
+
+    def __call__(self, numbers, positions, mask):
+        self.calls += 1
+        self.widths.append(tuple(numbers.shape))
+        z = numbers.to(positions.dtype).unsqueeze(-1)
+        f = torch.cat([z, positions, (positions ** 2).sum(-1, keepdim=True)], dim=-1)
+        f = torch.where(mask.unsqueeze(-1), f, torch.full_like(f, PAD))
+        return {"a": f, "b": 2 * f[..., :1]}
+
+
+def _toy_expected(numbers, positions, pooling):
+    rows = []
+    for z, r in zip(numbers, positions):
+        per_atom = np.column_stack([z, r, (r ** 2).sum(axis=1)])
+        rows.append(per_atom.mean(axis=0) if pooling == "mean" else per_atom.sum(axis=0))
+    return np.array(rows)
+
+
+def _molecules(sizes=(5, 1, 9, 3, 2, 9, 4, 7, 1, 6, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    numbers = [rng.choice([1, 6, 7, 8], size=s) for s in sizes]
+    positions = [rng.normal(scale=2.0, size=(s, 3)) for s in sizes]
+    return numbers, positions
+
+
+@pytest.fixture(autouse=True)
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# --- pool_atoms ----------------------------------------------------------------------------
+
+
+def test_pool_atoms_mean_and_sum_ignore_padding():
+    feats = torch.tensor([
+        [[1.0, 10.0], [3.0, 30.0], [PAD, PAD]],
+        [[2.0, -4.0], [PAD, PAD], [PAD, PAD]],
+        [[1.0, 1.0], [2.0, 2.0], [6.0, 0.0]],
+    ])
+    mask = torch.tensor([[True, True, False], [True, False, False], [True, True, True]])
+    np.testing.assert_allclose(pool_atoms(feats, mask, "mean"), [[2, 20], [2, -4], [3, 1]])
+    np.testing.assert_allclose(pool_atoms(feats, mask, "sum"), [[4, 40], [2, -4], [9, 3]])
+
+
+def test_pool_atoms_default_is_mean_and_keeps_dtype():
+    feats = torch.ones((2, 3, 4), dtype=torch.float64)
+    mask = torch.tensor([[True, False, False], [True, True, True]])
+    out = pool_atoms(feats, mask)
+    assert out.dtype == torch.float64 and out.shape == (2, 4)
+    np.testing.assert_allclose(out, 1.0)
+
+
+def test_pool_atoms_unknown_pooling_raises():
+    with pytest.raises(InputError, match="max"):
+        pool_atoms(torch.ones((1, 1, 1)), torch.ones((1, 1), dtype=torch.bool), "max")
+
+
+# --- pooled_features -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_pooled_features_known_answer(pooling):
+    numbers, positions = _molecules()
+    out = pooled_features(Toy(), numbers, positions, pooling=pooling, batch_size=4, device="cpu",
+                          dtype=torch.float64, progress=False)
+    assert set(out) == {"a", "b"}
+    expected = _toy_expected(numbers, positions, pooling)
+    np.testing.assert_allclose(out["a"], expected, rtol=1e-12)
+    np.testing.assert_allclose(out["b"][:, 0], 2 * expected[:, 0], rtol=1e-12)
+    assert out["a"].dtype == np.float64
+
+
+def test_results_come_back_in_input_order_whatever_the_batch_size():
+    numbers, positions = _molecules()
+    runs = {bs: pooled_features(Toy(), numbers, positions, batch_size=bs, device="cpu",
+                                dtype=torch.float64, progress=False)["a"]
+            for bs in (1, 3, 7, 100)}
+    for bs, out in runs.items():
+        np.testing.assert_allclose(out, runs[1], rtol=1e-12, err_msg=f"batch_size={bs}")
+    # row i belongs to molecule i (its atom count and mean Z identify it)
+    np.testing.assert_allclose(runs[7][:, 0], [z.mean() for z in numbers], rtol=1e-12)
+
+
+def test_batches_are_size_sorted():
+    numbers, positions = _molecules(sizes=(5, 1, 3, 2))
+    toy = Toy()
+    pooled_features(toy, numbers, positions, batch_size=2, device="cpu", progress=False)
+    # sizes sorted: 1, 2 | 3, 5 -> two batches padded to 2 and 5 atoms
+    assert toy.widths == [(2, 2), (2, 5)]
+
+
+def test_float32_is_close_to_float64():
+    numbers, positions = _molecules()
+    f32 = pooled_features(Toy(), numbers, positions, device="cpu", progress=False)["a"]
+    f64 = pooled_features(Toy(), numbers, positions, device="cpu", dtype=torch.float64, progress=False)["a"]
+    np.testing.assert_allclose(f32, f64, rtol=1e-5)
+    assert not np.array_equal(f32, f64)
+
+
+def test_unsupported_element_raises_naming_the_structure():
+    numbers, positions = _molecules(sizes=(3, 3, 3, 3))
+    numbers[2] = np.array([6, 9, 1])  # F is not supported by the toy featurizer
+    numbers[3] = np.array([17, 1, 1])  # neither is Cl
+    toy = Toy()
+    with pytest.raises(InputError) as err:
+        pooled_features(toy, numbers, positions, device="cpu", progress=False)
+    msg = str(err.value)
+    assert "2 structure(s)" in msg and "toy" in msg
+    assert "2 (F)" in msg and "3 (Cl)" in msg
+    assert "H/C/N/O" in msg
+    assert toy.calls == 0  # checked before any work
+
+
+def test_check_elements_names_structures_by_id():
+    with pytest.raises(InputError, match=r"dsgdb9nsd_7 \(F/Cl\)"):
+        check_elements([np.array([1, 6]), np.array([9, 17, 1])], supported=(1, 6), model="m",
+                       ids=["dsgdb9nsd_3", "dsgdb9nsd_7"])
+    check_elements([np.array([1, 6])], supported=(1, 6), model="m")  # fine: no error
+
+
+def test_check_elements_truncates_long_lists():
+    with pytest.raises(InputError, match=r"12 structure\(s\).*\.\.\.$"):
+        check_elements([np.array([9])] * 12, supported=(1,), model="m")
+
+
+def test_empty_input_raises():
+    with pytest.raises(InputError, match="empty"):
+        pooled_features(Toy(), [], [], device="cpu", progress=False)
+
+
+def test_mismatched_numbers_and_positions_raise():
+    numbers, positions = _molecules(sizes=(2, 3))
+    with pytest.raises(InputError, match="position"):
+        pooled_features(Toy(), numbers, positions[:1], device="cpu", progress=False)
+
+
+def test_positions_of_the_wrong_length_raise_input_error():
+    numbers, positions = _molecules(sizes=(2, 3))
+    positions[1] = positions[1][:2]
+    with pytest.raises(InputError, match="1"):
+        pooled_features(Toy(), numbers, positions, device="cpu", progress=False)
+
+
+def test_unknown_pooling_raises_before_work():
+    numbers, positions = _molecules(sizes=(2, 3))
+    toy = Toy()
+    with pytest.raises(InputError, match="unknown pooling 'max'"):
+        pooled_features(toy, numbers, positions, pooling="max", device="cpu", progress=False)
+    assert toy.calls == 0
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device(None).type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_raises(device):
+    with pytest.raises(InputError, match="CUDA is not available"):
+        resolve_device(device)
+    numbers, positions = _molecules(sizes=(2,))
+    with pytest.raises(InputError, match="CUDA"):
+        pooled_features(Toy(), numbers, positions, device=device, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    numbers, positions = _molecules()
+    cpu = pooled_features(Toy(), numbers, positions, device="cpu", dtype=torch.float64, progress=False)
+    gpu = pooled_features(Toy(), numbers, positions, device="cuda", dtype=torch.float64, progress=False)
+    np.testing.assert_allclose(gpu["a"], cpu["a"], rtol=1e-12)
+
+
+# --- cached_pooled_features ----------------------------------------------------------------
+
+
+def _cached(toy, ids, numbers, positions, **kwargs):
+    return cached_pooled_features(toy, "toyset", ids, numbers, positions, device="cpu", progress=False,
+                                  **kwargs)
+
+
+def test_cached_computes_once_per_key(tmp_cache):
+    numbers, positions = _molecules()
+    ids = np.arange(len(numbers)) + 1
+    toy = Toy()
+    first = _cached(toy, ids, numbers, positions)
+    calls = toy.calls
+    assert calls > 0
+    second = _cached(toy, ids, numbers, positions, batch_size=2)  # batch size is not in the key
+    assert toy.calls == calls
+    for block in first:
+        np.testing.assert_array_equal(first[block], second[block])
+    assert len(list((tmp_cache / "features").glob("*.npz"))) == 1
+
+
+def test_cached_different_subset_gets_its_own_entry(tmp_cache):
+    numbers, positions = _molecules()
+    toy = Toy()
+    ids = np.arange(len(numbers)) + 1
+    full = _cached(toy, ids, numbers, positions)
+    calls = toy.calls
+    part = _cached(toy, ids[:4], numbers[:4], positions[:4])
+    assert toy.calls > calls  # recomputed, not served the 11-row entry
+    assert part["a"].shape[0] == 4
+    np.testing.assert_allclose(part["a"], full["a"][:4], rtol=1e-6)
+    assert len(list((tmp_cache / "features").glob("*.npz"))) == 2
+
+
+@pytest.mark.parametrize("change", [dict(pooling="sum"), dict(dtype=torch.float64)])
+def test_cached_key_includes_pooling_and_dtype(tmp_cache, change):
+    numbers, positions = _molecules()
+    ids = np.arange(len(numbers))
+    toy = Toy()
+    base = _cached(toy, ids, numbers, positions)
+    calls = toy.calls
+    other = _cached(toy, ids, numbers, positions, **change)
+    assert toy.calls > calls
+    assert not np.array_equal(base["a"], other["a"])
+
+
+def test_cached_key_includes_model_spec(tmp_cache):
+    numbers, positions = _molecules()
+    ids = np.arange(len(numbers))
+    toy = Toy()
+    _cached(toy, ids, numbers, positions)
+    calls = toy.calls
+
+    class Toy2(Toy):
+        def spec(self):
+            return {"features": "changed"}
+
+    _cached(Toy2(), ids, numbers, positions)
+    _cached(toy, ids, numbers, positions)
+    assert toy.calls == calls
+    assert len(list((tmp_cache / "features").glob("*.npz"))) == 2
