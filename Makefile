@@ -21,6 +21,9 @@ export NB_PARAMS
 # Kernels look for the venv's kernelspec before ~/.local's. Notebooks draw with the inline
 # backend: under MPLBACKEND=Agg a kernel would drop every figure from the outputs.
 export JUPYTER_PREFER_ENV_PATH := 1
+# OpenMP threads (gradient-boosted trees) sleep instead of spinning while they wait: on a
+# 2-core machine shared with another busy process, spinning threads slow GBT fits 10x or more.
+export OMP_WAIT_POLICY ?= PASSIVE
 INLINE := module://matplotlib_inline.backend_inline
 
 SOURCES := $(wildcard notebooks/*.py)
