@@ -29,6 +29,7 @@ def recovery_plot(summary: pd.DataFrame, folds: pd.DataFrame) -> plt.Figure:
            ylabel="recovered R²_geom (5-fold CV)")
     ax.legend(frameon=False, loc="upper left")
     fig.tight_layout()
+    plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do
     return fig
 
 
@@ -64,6 +65,7 @@ def cpd_bars(summary: pd.DataFrame, folds: pd.DataFrame, title: str | None = Non
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do
     return fig
 
 
@@ -78,4 +80,5 @@ def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant")
     ax.set(xlabel=f"{SCORE_LABELS.get(score, score)} per fold (symlog)", ylabel="")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
+    plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do
     return fig

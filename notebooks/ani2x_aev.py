@@ -44,7 +44,7 @@ summary[["target", "probe", "r2_comp", "r2_full", "r2_geom", "r2_geom_std", "r2_
 # Bars are means over the 5 folds, dots are single folds.
 
 # %%
-cpd_bars(summary, folds, title=f"ANI-2x AEV (mean-pooled), QM9, n = {len(qm9)}");
+cpd_bars(summary, folds, title=f"ANI-2x AEV (mean-pooled), QM9, n = {len(qm9)}")
 
 # %% [markdown]
 # ## What moves the ridge number
@@ -61,7 +61,7 @@ variants.pivot(index="fold", columns="variant", values="r2_geom")
 # The same per-fold values on a symmetric-log axis; the red bar is the mean over folds.
 
 # %%
-fold_strip(variants);
+fold_strip(variants)
 
 # %% [markdown]
 # Means over folds of each variant, next to R²_full of the same probe:

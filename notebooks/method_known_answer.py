@@ -34,7 +34,7 @@ summary[["geom_share", "probe", "r2_geom_true", "r2_comp_true", "r2_comp", "r2_g
 # Recovered against planted: the dashed line is perfect recovery, small dots are single folds.
 
 # %%
-recovery_plot(summary, folds);
+recovery_plot(summary, folds)
 
 # %% [markdown]
 # The largest gap between the ridge probe's R²_geom and the true value, over all planted shares:
@@ -61,7 +61,7 @@ inflation[["probe", "r2_comp", "r2_full", "r2_geom", "r2_geom_std", "r2_geom_wor
 # through a nonlinear probe, not geometry.
 
 # %%
-fold_strip(inflation_folds, by="probe");
+fold_strip(inflation_folds, by="probe")
 
 # %% [markdown]
 # The values quoted in the text below are recorded here from this run.
