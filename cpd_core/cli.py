@@ -3,7 +3,9 @@
 Examples::
 
     cpd models
-    cpd extract --model ani2x-aev --dataset qm9 --n 5000 --device cuda
+    cpd extract --model ani2x --dataset qm9 --n 5000 --device cuda
+    cpd extract --model sevennet-0 --n all --dtype float64
+    cpd extract --model mace:/path/to/MACE-OFF23_medium.model --n 1000
     cpd probe --model ani2x-aev --n 5000 --target gap --probe ridge mlp gbt
 """
 
@@ -26,6 +28,13 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and the CV folds")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--pooling", default="mean", choices=["mean", "sum"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--batch-size", type=int, default=256, help="structures per forward pass (default 256)")
+    p.add_argument("--shard-size", type=int, default=8192,
+                   help="structures per cache shard; an interrupted run resumes from finished shards")
+    p.add_argument("--skip-unsupported", action="store_true",
+                   help="leave out structures with elements the model does not cover (counted) "
+                        "instead of stopping with an error")
     p.add_argument("--block", default=None, help="feature block to probe (default: the model's first)")
 
 
@@ -33,8 +42,11 @@ def _features(args):
     from cpd_core.experiments.representation import qm9_features
     from cpd_core.models import load
 
-    return qm9_features(load(args.model), n=args.n, seed=args.seed, device=args.device,
-                        pooling=args.pooling, progress=True)
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+    return qm9_features(load(args.model, device=args.device), n=args.n, seed=args.seed, device=args.device,
+                        pooling=args.pooling, progress=True, dtype=args.dtype, batch_size=args.batch_size,
+                        shard_size=args.shard_size, skip_unsupported=args.skip_unsupported)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,14 +65,21 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "models":
-            from cpd_core.models import REGISTRY
+            import pandas as pd
 
-            for name, (_, about) in REGISTRY.items():
-                print(f"{name:16s} {about}")
+            from cpd_core.models import model_table
+
+            table = model_table()[["model", "status", "family", "domain", "offline", "training data",
+                                   "stands in for", "twin of"]]
+            with pd.option_context("display.width", 250, "display.max_colwidth", 48,
+                                   "display.max_rows", None):
+                print(table.to_string(index=False))
         elif args.command == "extract":
             qm9, feats = _features(args)
             for block, H in feats.items():
                 print(f"{block}: {H.shape[0]} structures x {H.shape[1]} features")
+            if feats.skipped:
+                print(f"skipped {len(feats.skipped)} structure(s) with unsupported elements")
         else:
             import pandas as pd
 
@@ -69,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
             check_targets(args.target)
             qm9, feats = _features(args)
+            if feats.skipped:
+                qm9 = qm9.select(feats.kept)
             block = args.block or next(iter(feats))
             if block not in feats:
                 raise InputError(f"unknown block {block!r}; {args.model} has {list(feats)}")

@@ -36,27 +36,33 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(qm9_module, "_all_arrays", forbidden)
     monkeypatch.setattr(representation, "qm9_features", forbidden)
-    monkeypatch.setattr(extract, "pooled_features", forbidden)
+    monkeypatch.setattr(extract, "_run", forbidden)
 
 
 @pytest.fixture
 def count_extractions(monkeypatch):
     calls = []
-    real = extract.pooled_features
+    real = extract._run
 
     def counting(*args, **kwargs):
         calls.append(len(args[1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(extract, "pooled_features", counting)
+    monkeypatch.setattr(extract, "_run", counting)
     return calls
 
 
 def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ani2x-aev")
-    assert "ANI-2x atomic environment vector" in out
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["model", "status", "family", "domain"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    from cpd_core.models import REGISTRY
+
+    assert set(rows) == set(REGISTRY)
+    assert rows["ani2x"][1:3] == ["original", "ANI"]
+    assert rows["ani2x-random"][1] == "random-init"
 
 
 def test_unknown_model_returns_2_with_error_on_stderr(capsys, no_work):
@@ -125,11 +131,11 @@ def test_small_probe_run_prints_a_table(capsys, qm9_loaded, tmp_cache, count_ext
     assert -1.0 < float(record["r2_full"]) <= 1.0
     # the features were extracted once and cached in the temporary cache directory
     assert count_extractions == [60]
-    assert len(list((tmp_cache / "features").glob("*.npz"))) == 1
+    assert len(list((tmp_cache / "features").rglob("*.npz"))) == 1
 
     # a second run with the same molecules reuses them; another probe and target are fine
     code = main(["probe", "--model", "ani2x-aev", "--n", "60", "--cv", "3", "--device", "cpu",
-                 "--target", "gap", "dipole", "--block", "radial"])
+                 "--target", "gap", "dipole", "--block", "aev/radial"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert count_extractions == [60]
@@ -160,6 +166,21 @@ def test_extract_prints_block_shapes(capsys, qm9_loaded, tmp_cache):
     assert main(["extract", "--model", "ani2x-aev", "--n", "10", "--device", "cpu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == ["aev: 10 structures x 1008 features",
-                   "radial: 10 structures x 112 features",
-                   "angular: 10 structures x 896 features"]
-    assert len(list((tmp_cache / "features").glob("*.npz"))) == 1
+                   "aev/radial: 10 structures x 112 features",
+                   "aev/angular: 10 structures x 896 features"]
+    assert len(list((tmp_cache / "features").rglob("*.npz"))) == 1
+
+
+def test_extract_resumes_and_accepts_dtype_and_shards(capsys, qm9_loaded, tmp_cache, count_extractions):
+    argv = ["extract", "--model", "ani2x-aev", "--n", "12", "--device", "cpu", "--dtype", "float64",
+            "--shard-size", "5", "--batch-size", "3"]
+    assert main(argv) == 0
+    assert len(list((tmp_cache / "features").rglob("*.npz"))) == 3
+    assert sum(count_extractions) == 12
+    assert main(argv) == 0
+    assert sum(count_extractions) == 12  # everything came from the shards
+
+
+def test_bad_batch_size_returns_2(capsys, no_work):
+    assert main(["extract", "--model", "ani2x-aev", "--batch-size", "0"]) == 2
+    assert "--batch-size" in capsys.readouterr().err

@@ -8,34 +8,40 @@ from cpd_core import InputError
 from cpd_core.extract import (
     cached_pooled_features,
     check_elements,
+    extract_features,
+    invariant_pool,
     pool_atoms,
     pooled_features,
-    resolve_device,
 )
+from cpd_core.models.base import resolve_device
 
-PAD = 1e6  # what the toy featurizer writes on padding atoms: pooling must ignore it
+from cpd_core.models.base import Featurizer, ModelCard
 
 
-class Toy:
-    """Per-atom features [Z, x, y, z, |r|²] (block "a") and 2 Z (block "b")."""
+class Toy(Featurizer):
+    """Per-atom features [Z, x, y, z, |r|²] (block "a"), 2 Z (block "b") and r as one L=1 channel ("v")."""
 
-    name = "toy"
+    card = ModelCard("toy", family="toy", status="original", training_data="none", source="test",
+                     domain="molecules", build=lambda: Toy())
     elements = (1, 6, 7, 8)
 
     def __init__(self):
         self.calls = 0
-        self.widths = []
+        self.shapes = []
+        self.fail_after = None
 
-    def spec(self):
+    def options(self):
         return {"features": "Z, r, |r|^2"}
 
-    def __call__(self, numbers, positions, mask):
+    def features(self, batch):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
         self.calls += 1
-        self.widths.append(tuple(numbers.shape))
-        z = numbers.to(positions.dtype).unsqueeze(-1)
-        f = torch.cat([z, positions, (positions ** 2).sum(-1, keepdim=True)], dim=-1)
-        f = torch.where(mask.unsqueeze(-1), f, torch.full_like(f, PAD))
-        return {"a": f, "b": 2 * f[..., :1]}
+        self.shapes.append((batch.n_structures, len(batch.numbers)))
+        z = batch.numbers.to(batch.positions.dtype).unsqueeze(-1)
+        r = batch.positions
+        f = torch.cat([z, r, (r ** 2).sum(-1, keepdim=True)], dim=-1)
+        return {"a": f, "b": 2 * z, "v": r.unsqueeze(1)}
 
 
 def _toy_expected(numbers, positions, pooling):
@@ -59,31 +65,47 @@ def tmp_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-# --- pool_atoms ----------------------------------------------------------------------------
+def _shards(cache):
+    return sorted((cache / "features").rglob("*.npz"))
 
 
-def test_pool_atoms_mean_and_sum_ignore_padding():
-    feats = torch.tensor([
-        [[1.0, 10.0], [3.0, 30.0], [PAD, PAD]],
-        [[2.0, -4.0], [PAD, PAD], [PAD, PAD]],
-        [[1.0, 1.0], [2.0, 2.0], [6.0, 0.0]],
-    ])
-    mask = torch.tensor([[True, True, False], [True, False, False], [True, True, True]])
-    np.testing.assert_allclose(pool_atoms(feats, mask, "mean"), [[2, 20], [2, -4], [3, 1]])
-    np.testing.assert_allclose(pool_atoms(feats, mask, "sum"), [[4, 40], [2, -4], [9, 3]])
+# --- pooling -------------------------------------------------------------------------------
 
 
-def test_pool_atoms_default_is_mean_and_keeps_dtype():
-    feats = torch.ones((2, 3, 4), dtype=torch.float64)
-    mask = torch.tensor([[True, False, False], [True, True, True]])
-    out = pool_atoms(feats, mask)
-    assert out.dtype == torch.float64 and out.shape == (2, 4)
+def test_pool_atoms_mean_and_sum_by_batch_index():
+    feats = torch.tensor([[1.0, 10.0], [3.0, 30.0], [2.0, -4.0], [1.0, 1.0], [2.0, 2.0], [6.0, 0.0]])
+    batch = torch.tensor([0, 0, 1, 2, 2, 2])
+    np.testing.assert_allclose(pool_atoms(feats, batch, 3, "mean"), [[2, 20], [2, -4], [3, 1]])
+    np.testing.assert_allclose(pool_atoms(feats, batch, 3, "sum"), [[4, 40], [2, -4], [9, 3]])
+
+
+def test_pool_atoms_keeps_dtype_and_trailing_dims():
+    out = pool_atoms(torch.ones((4, 2, 3), dtype=torch.float64), torch.tensor([0, 1, 1, 1]), 2)
+    assert out.dtype == torch.float64 and out.shape == (2, 2, 3)
     np.testing.assert_allclose(out, 1.0)
 
 
 def test_pool_atoms_unknown_pooling_raises():
     with pytest.raises(InputError, match="max"):
-        pool_atoms(torch.ones((1, 1, 1)), torch.ones((1, 1), dtype=torch.bool), "max")
+        pool_atoms(torch.ones((1, 1)), torch.zeros(1, dtype=torch.int64), 1, "max")
+
+
+def test_invariant_pool_known_answers():
+    # structure 0: two atoms with vectors (3,4,0) and (-3,-4,0); structure 1: one atom (0,0,2)
+    v = torch.tensor([[[3.0, 4.0, 0.0]], [[-3.0, -4.0, 0.0]], [[0.0, 0.0, 2.0]]])
+    batch = torch.tensor([0, 0, 1])
+    mean = invariant_pool({"x": v}, batch, 2, "mean")
+    assert set(mean) == {"x@atom-norm", "x@pooled-norm"}
+    np.testing.assert_allclose(mean["x@atom-norm"], [[5.0], [2.0]])
+    np.testing.assert_allclose(mean["x@pooled-norm"], [[0.0], [2.0]])   # the cancellation survives
+    total = invariant_pool({"x": v}, batch, 2, "sum")
+    np.testing.assert_allclose(total["x@atom-norm"], [[10.0], [2.0]])
+    np.testing.assert_allclose(total["x@pooled-norm"], [[0.0], [2.0]])
+
+
+def test_invariant_pool_rejects_other_shapes():
+    with pytest.raises(ValueError, match="expected"):
+        invariant_pool({"x": torch.ones((2, 2, 2, 2))}, torch.tensor([0, 0]), 1)
 
 
 # --- pooled_features -----------------------------------------------------------------------
@@ -94,11 +116,16 @@ def test_pooled_features_known_answer(pooling):
     numbers, positions = _molecules()
     out = pooled_features(Toy(), numbers, positions, pooling=pooling, batch_size=4, device="cpu",
                           dtype=torch.float64, progress=False)
-    assert set(out) == {"a", "b"}
+    assert set(out) == {"a", "b", "v@atom-norm", "v@pooled-norm"}
     expected = _toy_expected(numbers, positions, pooling)
     np.testing.assert_allclose(out["a"], expected, rtol=1e-12)
     np.testing.assert_allclose(out["b"][:, 0], 2 * expected[:, 0], rtol=1e-12)
     assert out["a"].dtype == np.float64
+    norms = [np.linalg.norm(r, axis=1) for r in positions]
+    agg = np.mean if pooling == "mean" else np.sum
+    np.testing.assert_allclose(out["v@atom-norm"][:, 0], [agg(n) for n in norms], rtol=1e-12)
+    np.testing.assert_allclose(out["v@pooled-norm"][:, 0],
+                               [np.linalg.norm(agg(r, axis=0)) for r in positions], rtol=1e-12)
 
 
 def test_results_come_back_in_input_order_whatever_the_batch_size():
@@ -116,8 +143,8 @@ def test_batches_are_size_sorted():
     numbers, positions = _molecules(sizes=(5, 1, 3, 2))
     toy = Toy()
     pooled_features(toy, numbers, positions, batch_size=2, device="cpu", progress=False)
-    # sizes sorted: 1, 2 | 3, 5 -> two batches padded to 2 and 5 atoms
-    assert toy.widths == [(2, 2), (2, 5)]
+    # sizes sorted: 1, 2 | 3, 5 -> two batches of 3 and 8 atoms
+    assert toy.shapes == [(2, 3), (2, 8)]
 
 
 def test_float32_is_close_to_float64():
@@ -142,6 +169,20 @@ def test_unsupported_element_raises_naming_the_structure():
     assert toy.calls == 0  # checked before any work
 
 
+def test_unsupported_structures_can_be_skipped_and_counted():
+    numbers, positions = _molecules(sizes=(3, 3, 3, 3))
+    numbers[2] = np.array([6, 9, 1])
+    ids = np.array([10, 11, 12, 13])
+    out = pooled_features(Toy(), numbers, positions, device="cpu", progress=False, skip_unsupported=True,
+                          ids=ids)
+    assert out.kept.tolist() == [True, True, False, True] and out.skipped == [12]
+    assert out["a"].shape[0] == 3
+    keep = [0, 1, 3]
+    np.testing.assert_allclose(out["a"], _toy_expected([numbers[i] for i in keep],
+                                                       [positions[i] for i in keep], "mean"), rtol=1e-6)
+    assert "1 skipped" in repr(out)
+
+
 def test_check_elements_names_structures_by_id():
     with pytest.raises(InputError, match=r"dsgdb9nsd_7 \(F/Cl\)"):
         check_elements([np.array([1, 6]), np.array([9, 17, 1])], supported=(1, 6), model="m",
@@ -150,7 +191,7 @@ def test_check_elements_names_structures_by_id():
 
 
 def test_check_elements_truncates_long_lists():
-    with pytest.raises(InputError, match=r"12 structure\(s\).*\.\.\.$"):
+    with pytest.raises(InputError, match=r"12 structure\(s\).*\.\.\. "):
         check_elements([np.array([9])] * 12, supported=(1,), model="m")
 
 
@@ -208,7 +249,7 @@ def test_cuda_matches_cpu():
     np.testing.assert_allclose(gpu["a"], cpu["a"], rtol=1e-12)
 
 
-# --- cached_pooled_features ----------------------------------------------------------------
+# --- extract_features: the sharded cache ----------------------------------------------------
 
 
 def _cached(toy, ids, numbers, positions, **kwargs):
@@ -227,7 +268,17 @@ def test_cached_computes_once_per_key(tmp_cache):
     assert toy.calls == calls
     for block in first:
         np.testing.assert_array_equal(first[block], second[block])
-    assert len(list((tmp_cache / "features").glob("*.npz"))) == 1
+    assert len(_shards(tmp_cache)) == 1
+    assert _shards(tmp_cache)[0].parent.name == "toy"
+
+
+def test_cached_matches_uncached(tmp_cache):
+    numbers, positions = _molecules()
+    direct = pooled_features(Toy(), numbers, positions, device="cpu", progress=False)
+    cached = _cached(Toy(), np.arange(len(numbers)), numbers, positions, shard_size=4)
+    assert set(direct) == set(cached)
+    for block in direct:
+        np.testing.assert_array_equal(cached[block], direct[block])
 
 
 def test_cached_different_subset_gets_its_own_entry(tmp_cache):
@@ -240,10 +291,10 @@ def test_cached_different_subset_gets_its_own_entry(tmp_cache):
     assert toy.calls > calls  # recomputed, not served the 11-row entry
     assert part["a"].shape[0] == 4
     np.testing.assert_allclose(part["a"], full["a"][:4], rtol=1e-6)
-    assert len(list((tmp_cache / "features").glob("*.npz"))) == 2
+    assert len(_shards(tmp_cache)) == 2
 
 
-@pytest.mark.parametrize("change", [dict(pooling="sum"), dict(dtype=torch.float64)])
+@pytest.mark.parametrize("change", [dict(pooling="sum"), dict(dtype=torch.float64), dict(dtype="float64")])
 def test_cached_key_includes_pooling_and_dtype(tmp_cache, change):
     numbers, positions = _molecules()
     ids = np.arange(len(numbers))
@@ -263,10 +314,58 @@ def test_cached_key_includes_model_spec(tmp_cache):
     calls = toy.calls
 
     class Toy2(Toy):
-        def spec(self):
+        def options(self):
             return {"features": "changed"}
 
     _cached(Toy2(), ids, numbers, positions)
     _cached(toy, ids, numbers, positions)
     assert toy.calls == calls
-    assert len(list((tmp_cache / "features").glob("*.npz"))) == 2
+    assert len(_shards(tmp_cache)) == 2
+
+
+def test_interrupted_extraction_resumes_from_finished_shards(tmp_cache):
+    numbers, positions = _molecules()  # 11 structures -> shards of 4, 4, 3
+    ids = np.arange(len(numbers))
+    toy = Toy()
+    toy.fail_after = 2  # batch_size 4 = one call per shard: the third shard is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        _cached(toy, ids, numbers, positions, shard_size=4, batch_size=4)
+    assert len(_shards(tmp_cache)) == 2
+    assert not list((tmp_cache / "features").rglob("*.tmp"))  # no half-written file left
+    resumed = Toy()
+    out = _cached(resumed, ids, numbers, positions, shard_size=4, batch_size=4)
+    assert resumed.calls == 1  # only the missing shard
+    np.testing.assert_allclose(out["a"], _toy_expected(numbers, positions, "mean"), rtol=1e-6)
+
+
+def test_a_corrupt_shard_is_recomputed(tmp_cache):
+    numbers, positions = _molecules()
+    ids = np.arange(len(numbers))
+    first = _cached(Toy(), ids, numbers, positions, shard_size=6)
+    victim = _shards(tmp_cache)[0]
+    victim.write_bytes(b"not a zip file")
+    toy = Toy()
+    again = _cached(toy, ids, numbers, positions, shard_size=6)
+    assert toy.calls >= 1
+    np.testing.assert_array_equal(again["a"], first["a"])
+
+
+def test_load_false_returns_shard_paths(tmp_cache):
+    numbers, positions = _molecules()
+    paths = extract_features(Toy(), "toyset", np.arange(11), numbers, positions, device="cpu",
+                             progress=False, shard_size=5, load=False)
+    assert len(paths) == 3 and all(p.exists() for p in paths)
+
+
+def test_skipped_structures_are_remembered_in_the_cache(tmp_cache):
+    numbers, positions = _molecules(sizes=(3, 3, 3, 3))
+    numbers[1] = np.array([6, 9, 1])
+    out = _cached(Toy(), np.array([5, 6, 7, 8]), numbers, positions, skip_unsupported=True, shard_size=2)
+    assert out.kept.tolist() == [True, False, True, True] and out.skipped == [6]
+    assert out["a"].shape == (3, 5)
+
+
+def test_cache_ids_must_match_structures():
+    numbers, positions = _molecules(sizes=(2, 3))
+    with pytest.raises(InputError, match="ids"):
+        _cached(Toy(), [1], numbers, positions)

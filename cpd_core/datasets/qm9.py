@@ -125,6 +125,12 @@ class QM9Subset:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def select(self, rows) -> "QM9Subset":
+        """The molecules at ``rows`` (a boolean mask or integer positions), in that order."""
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        return QM9Subset(ids=self.ids[rows], numbers=[self.numbers[i] for i in rows],
+                         positions=[self.positions[i] for i in rows], targets=self.targets.iloc[rows])
+
     @property
     def structures(self) -> list:
         """The molecules as :class:`ase.Atoms`."""

@@ -14,7 +14,7 @@ from cpd_core.composition import composition_matrix
 from cpd_core.datasets.qm9 import QM9Subset, check_targets, load_qm9
 from cpd_core.decomposition import cpd, cpd_table
 from cpd_core.errors import InputError
-from cpd_core.extract import cached_pooled_features
+from cpd_core.extract import extract_features
 from cpd_core.probes import RIDGE_ALPHAS
 
 #: The control target: molecular mass is exactly linear in composition (true linear R²_geom = 0).
@@ -22,11 +22,19 @@ CONTROL = "mass (control)"
 
 
 def qm9_features(featurizer, n: int | None = 2000, seed: int = 0, device: str = "auto",
-                 pooling: str = "mean", progress: bool = False) -> tuple[QM9Subset, dict]:
-    """A seeded QM9 subset and its pooled features per block (cached)."""
+                 pooling: str = "mean", progress: bool = False, **kwargs) -> tuple[QM9Subset, dict]:
+    """A seeded QM9 subset and its pooled features per block (cached, see :func:`~cpd_core.extract.extract_features`).
+
+    ``featurizer`` is a :class:`~cpd_core.models.base.Featurizer` or a registry name;
+    ``kwargs`` (``dtype``, ``batch_size``, ``shard_size``) go to the extraction.
+    """
+    if isinstance(featurizer, str):
+        from cpd_core.models import load
+
+        featurizer = load(featurizer, device=device)
     qm9 = load_qm9(n=n, seed=seed)
-    feats = cached_pooled_features(featurizer, "qm9", qm9.ids, qm9.numbers, qm9.positions,
-                                   pooling=pooling, device=device, progress=progress)
+    feats = extract_features(featurizer, "qm9", qm9.ids, qm9.numbers, qm9.positions,
+                             pooling=pooling, device=device, progress=progress, **kwargs)
     return qm9, feats
 
 

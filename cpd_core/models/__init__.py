@@ -1,35 +1,66 @@
-"""Models: structures → per-atom features, one featurizer per model (see :mod:`cpd_core.extract`).
+"""Models: structures → per-layer, per-irrep atom features (see :mod:`cpd_core.models.base`).
 
-Model code knows nothing of probes, caches or the book. :data:`REGISTRY` maps a model's name
-to its featurizer class; :func:`load` builds one by name.
+Model code knows nothing of probes, caches or the book. Each family module (``ani``,
+``mace``, ``sevennet``, ``so3lr``, ``chgnet``, ``matgl``) lists its :class:`ModelCard`\\ s in
+``CARDS``, and imports its model stack only when a card's ``build`` runs, so listing the
+registry is cheap. :data:`REGISTRY` maps every name to its card; :func:`load` builds one.
+A name of the form ``"<prefix>:<path>"`` loads a local weights file through the family's
+loader (e.g. ``"mace:/path/to/MACE-OFF23_medium.model"``).
 """
 
 from __future__ import annotations
 
+import pandas as pd
+
 from cpd_core.errors import InputError
-from cpd_core.models.ani import ANI2X_ELEMENTS, ANI2xAEV
+from cpd_core.models import ani, chgnet, mace, matgl, sevennet, so3lr
+from cpd_core.models.base import (
+    STATUSES,
+    AtomsBatch,
+    Featurizer,
+    ModelCard,
+    WeightsNotFoundError,
+    resolve_device,
+)
 
-#: name -> (featurizer class, one-line description)
-REGISTRY = {
-    ANI2xAEV.name: (ANI2xAEV, "ANI-2x atomic environment vector (torchani, handcrafted, no weights)"),
-}
+_FAMILIES = (ani, mace, sevennet, so3lr, chgnet, matgl)
+
+#: name -> ModelCard, in the order the book shows them
+REGISTRY: dict[str, ModelCard] = {c.name: c for module in _FAMILIES for c in module.CARDS}
+#: "prefix" -> callable(path, **options) for names "prefix:path"
+PREFIXES = {p: f for module in _FAMILIES for p, f in getattr(module, "PREFIXES", {}).items()}
 
 
-def load(name: str):
-    """A featurizer by registry name.
+def load(name: str, device: str | None = "auto", **options) -> Featurizer:
+    """Build a registered model's featurizer by name, on ``device`` (``"auto"``: CUDA when present).
 
     Examples
     --------
     >>> load("ani2x-aev").name
     'ani2x-aev'
-    >>> load("mace-xl")
+    >>> load("mace-xl")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    cpd_core.errors.InputError: unknown model 'mace-xl'; known models: ['ani2x-aev']
+    cpd_core.errors.InputError: unknown model 'mace-xl'; known models: [...]
     """
-    if name not in REGISTRY:
-        raise InputError(f"unknown model {name!r}; known models: {sorted(REGISTRY)}")
-    return REGISTRY[name][0]()
+    prefix, sep, path = name.partition(":")
+    if sep and prefix in PREFIXES:
+        featurizer = PREFIXES[prefix](path, **options)
+    elif name in REGISTRY:
+        featurizer = REGISTRY[name].build(**options)
+    else:
+        hint = f"; or a file as {sorted(p + ':PATH' for p in PREFIXES)}" if PREFIXES else ""
+        raise InputError(f"unknown model {name!r}; known models: {sorted(REGISTRY)}{hint}")
+    return featurizer.to(resolve_device(device))
 
 
-__all__ = ["ANI2X_ELEMENTS", "ANI2xAEV", "REGISTRY", "load"]
+def model_table() -> pd.DataFrame:
+    """One row per registered model: name, family, status, training data, domain, source, offline."""
+    rows = [{"model": c.name, "family": c.family, "status": c.status, "training data": c.training_data,
+             "domain": c.domain, "stands in for": c.stands_in_for, "twin of": c.twin_of,
+             "offline": c.offline, "source": c.source} for c in REGISTRY.values()]
+    return pd.DataFrame(rows)
+
+
+__all__ = ["AtomsBatch", "Featurizer", "ModelCard", "PREFIXES", "REGISTRY", "STATUSES",
+           "WeightsNotFoundError", "load", "model_table"]

@@ -13,7 +13,9 @@ from cpd_core.cache import content_key
 from cpd_core.composition import symbol
 from cpd_core.extract import pooled_features
 from cpd_core.models import REGISTRY, load
-from cpd_core.models.ani import ANI2X_ELEMENTS, ANI2xAEV
+from cpd_core.models import ani as ani_module
+from cpd_core.models.ani import ANI2X_ELEMENTS, ANI2x, ANI2xAEV
+from cpd_core.models.base import AtomsBatch, WeightsNotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT.parent / "shared" / "models" / "ani-model-zoo" / "resources" / "ani-2x_8x"
@@ -62,46 +64,44 @@ def test_load_unknown_model_raises_listing_known():
         load("nope")
 
 
+def _batch(numbers, positions, dtype=torch.float64):
+    return AtomsBatch.from_arrays(numbers, [np.asarray(p, dtype=float) for p in positions], dtype=dtype)
+
+
 def test_aev_has_1008_columns_112_radial_896_angular(aev, mols):
     out = _pooled(aev, *mols)
-    assert set(out) == {"aev", "radial", "angular"}
+    assert set(out) == {"aev", "aev/radial", "aev/angular"}
     n = len(NAMES)
-    assert out["radial"].shape == (n, 112) == (n, 16 * 7)
-    assert out["angular"].shape == (n, 896) == (n, 32 * 28)
+    assert out["aev/radial"].shape == (n, 112) == (n, 16 * 7)
+    assert out["aev/angular"].shape == (n, 896) == (n, 32 * 28)
     assert out["aev"].shape == (n, 1008)
-    np.testing.assert_array_equal(out["aev"], np.hstack([out["radial"], out["angular"]]))
+    np.testing.assert_array_equal(out["aev"], np.hstack([out["aev/radial"], out["aev/angular"]]))
 
 
 def test_per_atom_blocks_shapes(aev):
-    z = torch.tensor([[6, 1, 1, 1, 1, 0]])
-    r = torch.randn(1, 6, 3, dtype=torch.float64)
-    out = aev(z, r, z > 0)
+    out = aev(_batch([[6, 1, 1, 1, 1], [8, 1, 1]], [np.random.default_rng(0).normal(size=(5, 3)),
+                                                     np.random.default_rng(1).normal(size=(3, 3))]))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "aev": (1, 6, 1008), "radial": (1, 6, 112), "angular": (1, 6, 896)}
-    assert torch.all(out["aev"][0, 5] == 0)  # the padding atom gets no features
+        "aev": (8, 1008), "aev/radial": (8, 112), "aev/angular": (8, 896)}
 
 
 def test_h2_radial_known_answer(aev):
     # One neighbour at distance d: G_k = 1/4 exp(-eta (d - R_k)^2) f_c(d), f_c = (cos(pi d / rc) + 1) / 2
     d = 0.74
-    z = torch.tensor([[1, 1]])
-    r = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, d]]], dtype=torch.float64)
-    out = aev(z, r, z > 0)
+    out = aev(_batch([[1, 1]], [[[0.0, 0.0, 0.0], [0.0, 0.0, d]]]))
     shifts = 0.8 + np.arange(16) * (5.1 - 0.8) / 16
     expected = 0.25 * np.exp(-19.7 * (d - shifts) ** 2) * 0.5 * (np.cos(np.pi * d / 5.1) + 1)
     for atom in (0, 1):
-        radial = out["radial"][0, atom].numpy()
+        radial = out["aev/radial"][atom].numpy()
         np.testing.assert_allclose(radial[:16], expected, rtol=1e-6, atol=1e-12)  # H neighbours
         assert np.all(radial[16:] == 0)  # no neighbours of other species
-        assert torch.all(out["angular"][0, atom] == 0)  # no triples
+        assert torch.all(out["aev/angular"][atom] == 0)  # no triples
 
 
 def test_element_order_sets_the_radial_blocks(aev):
     # Species index in ANI2X_ELEMENTS picks the 16-column block of a neighbour:
     # in HCl the H atom sees Cl (block 6), the Cl atom sees H (block 0).
-    z = torch.tensor([[1, 17]])
-    r = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, 1.27]]], dtype=torch.float64)
-    radial = aev(z, r, z > 0)["radial"][0].numpy()
+    radial = aev(_batch([[1, 17]], [[[0.0, 0.0, 0.0], [0.0, 0.0, 1.27]]]))["aev/radial"].numpy()
     nonzero = [sorted({c // 16 for c in np.flatnonzero(radial[atom])}) for atom in (0, 1)]
     assert nonzero == [[ANI2X_ELEMENTS.index(17)], [ANI2X_ELEMENTS.index(1)]] == [[6], [0]]
 
@@ -219,3 +219,93 @@ def test_spec_holds_the_cutoffs(aev):
     values = np.array(_numbers_in(aev.spec()))
     assert np.isclose(values, 5.1, atol=1e-6).any()  # radial cutoff
     assert np.isclose(values, 3.5, atol=1e-6).any()  # angular cutoff
+
+
+# --- ANI-2x networks (weights from the shared model zoo) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def ani2x():
+    if not PARAMS.exists():
+        pytest.skip(f"the shared ANI-2x model zoo is absent ({PARAMS})")
+    return ANI2x().to("cpu", torch.float64)
+
+
+@needs_zoo
+def test_ani2x_blocks_and_widths(ani2x, mols):
+    out = ani2x(_batch(*mols))
+    n_atoms = sum(len(z) for z in mols[0])
+    widths = {"aev": 1008, "hidden1": 1344, "hidden2": 1088, "hidden3": 864, "atomic_energy": 1}
+    assert {k: tuple(v.shape) for k, v in out.items()} == {k: (n_atoms, w) for k, w in widths.items()}
+    assert ani2x.card.status == "original" and ani2x.n_parameters > 10_000_000
+
+
+@needs_zoo
+def test_ani2x_aev_equals_the_handcrafted_aev(ani2x, aev, mols):
+    b = _batch(*mols)
+    np.testing.assert_allclose(ani2x(b)["aev"], aev(b)["aev"], rtol=1e-12, atol=1e-12)
+
+
+@needs_zoo
+def test_ani2x_atomic_energies_sum_to_the_model_energy(ani2x, mols):
+    # known answer: the hidden activations we read feed exactly torchani's own energy
+    b = _batch(*mols)
+    atomic = ani2x(b)["atomic_energy"][:, 0]
+    ours = torch.zeros(b.n_structures, dtype=torch.float64).index_add_(0, b.batch, atomic)
+    z, r, mask = b.padded()
+    theirs = ani2x.module((torch.where(mask, z, torch.full_like(z, -1)), r)).energies
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-8)
+    assert theirs[NAMES.index("H2O")] == pytest.approx(-76.38, abs=0.05)  # Hartree
+
+
+@needs_zoo
+def test_ani2x_hidden_activations_sit_in_their_element_segment(ani2x):
+    out = ani2x(_batch([[1, 1]], [[[0, 0, 0], [0, 0, 0.74]]]))
+    h1 = out["hidden1"]
+    assert torch.all(h1[:, 256:] == 0) and torch.any(h1[:, :256] != 0)  # H owns the first 256 columns
+
+
+@needs_zoo
+def test_ani2x_pooled_features_are_invariant(ani2x, mols):
+    numbers, positions = mols
+    rng = np.random.default_rng(1)
+    ref = _pooled(ani2x, numbers, positions)
+    perms = [rng.permutation(len(z)) for z in numbers]
+    moved = [(p[q] @ _random_rotation(rng).T) + rng.normal(size=3) for p, q in zip(positions, perms)]
+    out = _pooled(ani2x, [z[q] for z, q in zip(numbers, perms)], moved)
+    for block in ref:
+        np.testing.assert_allclose(out[block], ref[block], rtol=1e-9, atol=1e-9, err_msg=block)
+
+
+@needs_zoo
+def test_ani2x_single_member_differs_from_the_ensemble_mean(ani2x, mols):
+    one = ANI2x(member=3).to("cpu", torch.float64)
+    b = _batch(*mols)
+    assert one.spec() != ani2x.spec()
+    assert not torch.allclose(one(b)["hidden2"], ani2x(b)["hidden2"])
+    with pytest.raises(ValueError, match="0-7"):
+        ANI2x(member=8)
+
+
+def test_ani2x_random_twin_is_reproducible_and_untrained(mols):
+    a, b = ANI2x(random_init=True), ANI2x(random_init=True)
+    assert a.card.status == "random-init" and a.card.twin_of == "ani2x"
+    assert a.spec()["weights"] == b.spec()["weights"]
+    if PARAMS.exists():
+        assert a.spec()["weights"] != ANI2x().spec()["weights"]
+        assert a.n_parameters == ANI2x().n_parameters
+
+
+def test_missing_ani2x_weights_say_where_they_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPD_SHARED_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("TORCHANI_DATA_DIR", raising=False)
+    import torchani.models
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchani.models, "ANI2x", offline)
+    with pytest.raises(WeightsNotFoundError) as err:
+        ani_module.load_ani2x_model()
+    msg = str(err.value)
+    assert str(tmp_path / "nowhere") in msg and "TORCHANI_DATA_DIR" in msg and "network unreachable" in msg
