@@ -69,11 +69,15 @@ def main(argv: list[str] | None = None) -> int:
 
             from cpd_core.models import model_table
 
-            table = model_table()[["model", "status", "family", "domain", "offline", "training data",
-                                   "stands in for", "twin of"]]
-            with pd.option_context("display.width", 250, "display.max_colwidth", 48,
-                                   "display.max_rows", None):
+            table = model_table()
+            table["training data"] = table["training data"].map(lambda s: s if len(s) <= 36 else s[:35] + "…")
+            table["caveat"] = table["caveat"].map(lambda s: "yes" if s else "")
+            table = table[["model", "status", "family", "domain", "offline", "caveat", "training data",
+                           "stands in for", "twin of"]]
+            with pd.option_context("display.width", 250, "display.max_rows", None):
                 print(table.to_string(index=False))
+            print("\nmace:PATH and matgl:PATH load a local checkpoint; caveats: "
+                  "python -c 'from cpd_core.models import model_table; print(model_table()[[\"model\", \"caveat\"]])'")
         elif args.command == "extract":
             qm9, feats = _features(args)
             for block, H in feats.items():

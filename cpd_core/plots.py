@@ -82,3 +82,57 @@ def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant")
     fig.tight_layout()
     plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do
     return fig
+
+
+PROBE_MARKERS = {"ridge": "o", "mlp": "^", "gbt": "s"}
+
+
+def gradient_plot(summary: pd.DataFrame, order: list[str] | None = None, floor: float = -0.5) -> plt.Figure:
+    """R²_geom per model and probe (markers) with R²_comp (grey bar), one panel per target.
+
+    Models are grouped by architectural family (``order``: family names top to bottom,
+    default as they come), each trained model above its random-init twin, whose label is
+    grey. Scores below ``floor`` are drawn on it as open markers.
+    """
+    order = order or list(dict.fromkeys(summary["family"]))
+    models = (summary.drop_duplicates("model")
+              .assign(_f=lambda d: d["family"].map({f: i for i, f in enumerate(order)}),
+                      _t=lambda d: (d["status"] == "random-init").astype(int))
+              .sort_values(["_f", "_t"], kind="stable"))
+    names = list(models["model"])
+    ypos = {m: i for i, m in enumerate(names)}
+    targets = list(dict.fromkeys(summary["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets) + 1.6, 0.36 * len(names) + 1.6),
+                             sharey=True, squeeze=False)
+    palette = dict(zip(PROBE_ORDER, sns.color_palette("colorblind", 3)))
+    for ax, target in zip(axes[0], targets):
+        sub = summary[summary["target"] == target]
+        comp = sub.drop_duplicates("model").set_index("model")["r2_comp"]
+        ax.barh([ypos[m] for m in comp.index], comp.clip(lower=floor) - floor, left=floor, height=0.7,
+                color="0.85", label="R²_comp (composition alone)")
+        for probe, grp in sub.groupby("probe", sort=False):
+            y = np.array([ypos[m] for m in grp["model"]])
+            x = grp["r2_geom"].to_numpy()
+            low = x < floor
+            ax.scatter(np.where(low, floor, x), y, marker=PROBE_MARKERS.get(probe, "o"), s=34, zorder=3,
+                       color=palette.get(probe), label=f"R²_geom, {probe}")
+            if low.any():
+                ax.scatter(np.full(low.sum(), floor), y[low], marker=PROBE_MARKERS.get(probe, "o"), s=60,
+                           facecolors="none", edgecolors="k", zorder=4)
+        edges = models.reset_index(drop=True).groupby("family", sort=False).size().cumsum().to_numpy()[:-1]
+        for e in edges:
+            ax.axhline(e - 0.5, color="0.6", lw=0.6)
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set(title=target, xlim=(floor, 1.0), xlabel="R² (5-fold CV)")
+    ax0 = axes[0][0]
+    ax0.set_yticks(range(len(names)))
+    ax0.set_yticklabels(names)
+    for label, status in zip(ax0.get_yticklabels(), models["status"]):
+        if status == "random-init":
+            label.set_color("0.5")
+    ax0.invert_yaxis()
+    handles, labels = ax0.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do
+    return fig

@@ -55,7 +55,7 @@ def count_extractions(monkeypatch):
 def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    lines = out.splitlines()
+    lines = out.split("\n\n")[0].splitlines()
     assert lines[0].split()[:4] == ["model", "status", "family", "domain"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     from cpd_core.models import REGISTRY
@@ -63,6 +63,7 @@ def test_models_lists_the_registry(capsys):
     assert set(rows) == set(REGISTRY)
     assert rows["ani2x"][1:3] == ["original", "ANI"]
     assert rows["ani2x-random"][1] == "random-init"
+    assert "mace:PATH" in out
 
 
 def test_unknown_model_returns_2_with_error_on_stderr(capsys, no_work):

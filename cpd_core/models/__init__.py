@@ -51,14 +51,15 @@ def load(name: str, device: str | None = "auto", **options) -> Featurizer:
     else:
         hint = f"; or a file as {sorted(p + ':PATH' for p in PREFIXES)}" if PREFIXES else ""
         raise InputError(f"unknown model {name!r}; known models: {sorted(REGISTRY)}{hint}")
-    return featurizer.to(resolve_device(device))
+    featurizer.spec()  # hash the weights as loaded, before any cast
+    return featurizer.to(resolve_device(device), featurizer.dtype)
 
 
 def model_table() -> pd.DataFrame:
-    """One row per registered model: name, family, status, training data, domain, source, offline."""
+    """One row per registered model: name, family, status, training data, domain, offline, caveat, source."""
     rows = [{"model": c.name, "family": c.family, "status": c.status, "training data": c.training_data,
              "domain": c.domain, "stands in for": c.stands_in_for, "twin of": c.twin_of,
-             "offline": c.offline, "source": c.source} for c in REGISTRY.values()]
+             "offline": c.offline, "caveat": c.caveat, "source": c.source} for c in REGISTRY.values()]
     return pd.DataFrame(rows)
 
 

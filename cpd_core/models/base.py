@@ -90,6 +90,9 @@ class ModelCard:
         See ``status``.
     offline : bool
         Whether the weights can be had without a network (in a wheel, in ``../shared``).
+    caveat : str
+        A known problem with the model as it runs here (empty when none). Models with a
+        caveat stay loadable but are left out of the book's default comparisons.
     """
 
     name: str
@@ -102,6 +105,7 @@ class ModelCard:
     stands_in_for: str = ""
     twin_of: str = ""
     offline: bool = True
+    caveat: str = ""
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -261,8 +265,21 @@ class Featurizer:
         return {"model": self.name, "class": type(self).__qualname__, "weights": self._weights_hash,
                 **self.options()}
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the network's weights (float32 for a weight-free descriptor)."""
+        if self.module is not None:
+            for p in self.module.parameters():
+                if p.is_floating_point():
+                    return p.dtype
+        return torch.float32
+
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "Featurizer":
-        """Move the network to ``device`` and ``dtype`` (returns self)."""
+        """Move the network to ``device`` and ``dtype`` (returns self).
+
+        :func:`cpd_core.models.load` calls :meth:`spec` first, so the weights hash is that of
+        the weights as loaded, whatever dtype they are cast to later.
+        """
         if self.module is not None:
             self.module.to(device=device, dtype=dtype)
         return self

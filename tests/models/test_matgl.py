@@ -1,0 +1,323 @@
+"""matgl featurizers: blocks, invariances, batching, agreement with matgl's own predictions, twins."""
+
+import functools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, molecule
+
+from cpd_core.models import PREFIXES, REGISTRY, load
+from cpd_core.models.base import AtomsBatch, WeightsNotFoundError, weights_hash
+from cpd_core.models.matgl import CHECKPOINTS, TWINS, MatGLFeaturizer, load_checkpoint, models_dir, tensor_irreps
+
+NAMES = ["CH3CH2OH", "H2O", "CH3CN"]
+TESTED = ["tensornet-ani1x", "so3net-ani1x", "m3gnet-ani1x", "megnet-mp-eform"]
+
+
+def _needs(name):
+    folder = models_dir() / CHECKPOINTS[REGISTRY[name].twin_of or name][0]
+    return pytest.mark.skipif(not (folder / "model.json").is_file(),
+                              reason=f"the matgl checkpoint {folder} is absent")
+
+
+def _models(names):
+    return [pytest.param(n, marks=_needs(n)) for n in names]
+
+
+@functools.lru_cache(maxsize=None)
+def featurizer(name, dtype=torch.float64):
+    return load(name, device="cpu").to("cpu", dtype)
+
+
+@pytest.fixture(scope="module")
+def mols():
+    ms = [molecule(n) for n in NAMES]
+    return [m.numbers for m in ms], [m.positions for m in ms]
+
+
+def _rotation(rng):
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _blocks(f, numbers, positions, dtype=torch.float64):
+    batch = AtomsBatch.from_arrays(numbers, positions, dtype=dtype)
+    return batch, {k: v.double() for k, v in f(batch).items()}
+
+
+def _invariants(batch, blocks):
+    """Per structure: mean of L0 blocks, mean per-atom channel norms and norms of the sum of L >= 1 blocks."""
+    def pool(v):
+        return torch.zeros((batch.n_structures,) + v.shape[1:], dtype=v.dtype).index_add_(0, batch.batch, v)
+
+    out = {}
+    for name, x in blocks.items():
+        if x.dim() == 2:
+            out[name] = pool(x) / batch.sizes[:, None]
+        else:
+            out[name + "@atom-norm"] = pool(x.norm(dim=-1)) / batch.sizes[:, None]
+            out[name + "@sum-norm"] = pool(x).norm(dim=-1)
+    return out
+
+
+# --- registry --------------------------------------------------------------------------------
+
+
+def test_cards():
+    trained = {"m3gnet-ani1x": "M3GNet", "tensornet-ani1x": "TensorNet", "so3net-ani1x": "SO3Net",
+               "m3gnet-mp-2021": "M3GNet", "tensornet-matpes-pbe": "TensorNet", "megnet-mp-eform": "MEGNet",
+               "megnet-mp-bandgap": "MEGNet"}
+    for name, family in trained.items():
+        card = REGISTRY[name]
+        assert (card.family, card.status, card.offline) == (family, "original", True)
+        assert card.source == f"matgl 4.1.2, {CHECKPOINTS[name][0]} (../shared)"
+        assert card.domain == ("molecules" if "ani1x" in name else "crystals")
+    for twin, of in TWINS.items():
+        card = REGISTRY[twin]
+        assert (card.status, card.twin_of, card.training_data, card.family) == (
+            "random-init", of, "untrained", REGISTRY[of].family)
+    assert {REGISTRY[t].family for t in TWINS} == set(trained.values())
+    assert "matgl" in PREFIXES
+
+
+def test_import_does_not_load_matgl():
+    code = ("import sys, cpd_core.models.matgl; "
+            "print([m for m in sys.modules if m == 'matgl' or m.startswith('matgl.')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_missing_checkpoint_raises_with_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPD_MATGL_MODELS", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match=r"TensorNet-ANI-1x-Subset-PES.*CPD_MATGL_MODELS") as err:
+        load("tensornet-ani1x", device="cpu")
+    assert str(tmp_path) in str(err.value)
+
+
+# --- tensor decomposition ------------------------------------------------------------------
+
+
+def test_tensor_irreps_reconstruct_and_rotate():
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.normal(size=(7, 3, 3)))
+    l0, l1, l2 = tensor_irreps(x)
+    # norms: |X|_F^2 = L0^2 + 2 |L1|^2 + |L2|^2
+    torch.testing.assert_close((x ** 2).sum((-1, -2)), l0 ** 2 + 2 * (l1 ** 2).sum(-1) + (l2 ** 2).sum(-1))
+    r = torch.tensor(_rotation(rng))
+    m0, m1, m2 = tensor_irreps(r @ x @ r.T)
+    torch.testing.assert_close(m0, l0)
+    torch.testing.assert_close(m1, l1 @ r.T)  # the axial vector rotates with R (det R = +1)
+    torch.testing.assert_close(m2.norm(dim=-1), l2.norm(dim=-1))
+    assert (m2 - l2).abs().max() > 1e-2
+    # the L2 map is linear in S: a rotation acts on it by one orthogonal 5x5 matrix
+    basis = torch.zeros(5, 3, 3, dtype=x.dtype)
+    for k in range(5):
+        e = torch.zeros(5, dtype=x.dtype)
+        e[k] = 1
+        basis[k] = _sym_from_l2(e)
+    d = torch.stack([tensor_irreps(r @ b @ r.T)[2] for b in basis], 1)  # (5, 5)
+    torch.testing.assert_close(d @ d.T, torch.eye(5, dtype=x.dtype))
+    torch.testing.assert_close(m2, l2 @ d.T)
+
+
+def _sym_from_l2(v):
+    s2 = 2 ** 0.5
+    xy, yz, xz, d, zz = v[0] / s2, v[1] / s2, v[2] / s2, v[3] / s2, v[4] / 1.5 ** 0.5
+    xx, yy = d - zz / 2, -d - zz / 2  # xx - yy = sqrt 2 v[3], xx + yy = -zz
+    s = torch.tensor([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]], dtype=v.dtype)
+    _, _, back = tensor_irreps(s)
+    torch.testing.assert_close(back, v)
+    return s
+
+
+# --- blocks ---------------------------------------------------------------------------------
+
+EXPECTED = {
+    "tensornet-ani1x": {**{f"{p}/L0": 64 for p in ("embedding", "layer1", "layer2", "readout")},
+                        **{f"{p}/L{l}": (64, 2 * l + 1) for p in ("embedding", "layer1", "layer2") for l in (1, 2)}},
+    "so3net-ani1x": {"embedding/L0": 64, "readout/L0": 1,
+                     **{f"layer{k}/L0": 64 for k in (1, 2, 3)},
+                     **{f"layer{k}/L{l}": (64, 2 * l + 1) for k in (1, 2, 3) for l in (1, 2)}},
+    "m3gnet-ani1x": {"embedding/L0": 64, "layer1/L0": 64, "layer2/L0": 64, "layer3/L0": 64, "readout/L0": 1},
+    "megnet-mp-eform": {"embedding/L0": 32, "layer1/L0": 32, "layer2/L0": 32, "layer3/L0": 32},
+}
+
+
+@pytest.mark.parametrize("name", _models(TESTED))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_block_names_shapes_and_dtype(name, dtype, mols):
+    f = featurizer(name, dtype)
+    n = sum(len(z) for z in mols[0])
+    blocks = f(AtomsBatch.from_arrays(*mols, dtype=dtype))
+    shapes = {k: tuple(v.shape) for k, v in blocks.items()}
+    assert shapes == {k: (n, *(s if isinstance(s, tuple) else (s,))) for k, s in EXPECTED[name].items()}
+    for k, v in blocks.items():
+        assert v.dtype == dtype and torch.isfinite(v).all(), k
+
+
+@pytest.mark.parametrize("name", _models(TESTED))
+def test_invariance_to_rotation_translation_permutation(name, mols):
+    f = featurizer(name)
+    numbers, positions = mols
+    rng = np.random.default_rng(0)
+    batch, ref_blocks = _blocks(f, numbers, positions)
+    ref = _invariants(batch, ref_blocks)
+    rotations = [_rotation(rng) for _ in positions]
+    perms = [rng.permutation(len(z)) for z in numbers]
+    cases = {
+        "rotation": (numbers, [p @ r.T for p, r in zip(positions, rotations)]),
+        "translation": (numbers, [p + rng.normal(scale=5.0, size=3) for p in positions]),
+        "permutation": ([z[p] for z, p in zip(numbers, perms)], [r[p] for r, p in zip(positions, perms)]),
+    }
+    for label, (z, r) in cases.items():
+        b, blocks = _blocks(f, z, r)
+        out = _invariants(b, blocks)
+        for key, value in ref.items():
+            scale = float(value.abs().max()) + 1e-12
+            torch.testing.assert_close(out[key], value, rtol=0, atol=1e-6 * scale, msg=f"{label} {key}")
+        if label == "rotation":
+            for key, x in ref_blocks.items():
+                if x.dim() == 3:  # the equivariant blocks themselves do move
+                    assert (blocks[key] - x).abs().max() > 1e-3 * x.abs().max(), key
+
+
+@pytest.mark.parametrize("name", _models(["tensornet-ani1x", "so3net-ani1x"]))
+def test_l1_blocks_rotate_with_the_molecule(name, mols):
+    f = featurizer(name)
+    numbers, positions = mols
+    r = _rotation(np.random.default_rng(3))
+    _, ref = _blocks(f, numbers, positions)
+    _, rot = _blocks(f, numbers, [p @ r.T for p in positions])
+    rt = torch.tensor(r)
+    if name.startswith("so3net"):
+        order = [1, 2, 0]  # real spherical harmonics l = 1 in the order (y, z, x)
+        rt = rt[order][:, order]
+    for key in [k for k in ref if k.endswith("/L1")]:
+        scale = float(ref[key].abs().max())
+        torch.testing.assert_close(rot[key], ref[key] @ rt.T, rtol=0, atol=1e-6 * scale, msg=key)
+
+
+@pytest.mark.parametrize("name", _models(TESTED))
+def test_batch_equals_one_at_a_time(name, mols):
+    f = featurizer(name)
+    numbers, positions = mols
+    _, together = _blocks(f, numbers, positions)
+    alone = [_blocks(f, [z], [r])[1] for z, r in zip(numbers, positions)]
+    for key, value in together.items():
+        torch.testing.assert_close(value, torch.cat([a[key] for a in alone]), rtol=0, atol=1e-10, msg=key)
+
+
+# --- known answers: matgl's own predictions -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", _models(["tensornet-ani1x", "so3net-ani1x", "m3gnet-ani1x"]))
+def test_energy_equals_matgl_pes_calculator(name, mols):
+    import matgl.ext.ase as mase
+    from matgl.ext.pymatgen import Molecule2Graph
+    from pymatgen.core import Molecule
+
+    f = featurizer(name, torch.float32)
+    numbers, positions = mols
+    ours = f.predict(AtomsBatch.from_arrays(numbers, positions)).double().numpy()
+    pot = load_checkpoint(CHECKPOINTS[name][0])
+    calc = mase.PESCalculator(pot)
+    for k, (z, r) in enumerate(zip(numbers, positions)):
+        atoms = molecule(NAMES[k])
+        atoms.calc = calc
+        assert ours[k] == pytest.approx(atoms.get_potential_energy(), abs=5e-3)
+        net = pot.model
+        raw = net.predict_structure(Molecule(z.tolist(), r), graph_converter=Molecule2Graph(net.element_types,
+                                                                                             net.cutoff))
+        single = f.run(AtomsBatch.from_arrays([z], [r]))[0]
+        assert float(single) == pytest.approx(float(raw), abs=1e-4)
+
+
+#: ANI-1x (torchani 2.9.0, NeuroChem files in ../shared) energies in Hartree of ase's CH3CH2OH, H2O, CH3CN:
+#: the same ωB97X/6-31G* level the matgl ANI-1x-subset checkpoints were fit to.
+ANI1X_HARTREE = [-154.99013, -76.38850, -132.71344]
+EV_PER_HARTREE = 27.211386
+
+
+@pytest.mark.parametrize("name", _models(["so3net-ani1x"]) + [
+    pytest.param(n, marks=[_needs(n), pytest.mark.xfail(
+        strict=True, reason="under matgl 4.1.2 this checkpoint's energies are 0.1-1 Ha off ANI-1x "
+                            "(SO3Net's are within 1 mHa): the network that runs is not the one that was fit")])
+    for n in ("tensornet-ani1x", "m3gnet-ani1x")])
+def test_ani1x_checkpoint_energy_agrees_with_ani1x(name, mols):
+    energy = featurizer(name).predict(AtomsBatch.from_arrays(*mols, dtype=torch.float64)) / EV_PER_HARTREE
+    np.testing.assert_allclose(energy.numpy(), ANI1X_HARTREE, rtol=0, atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def crystals():
+    cs = [bulk("NaCl", "rocksalt", 5.64), bulk("Si", "diamond", 5.43), bulk("MgO", "rocksalt", 4.21)]
+    return cs, AtomsBatch.from_arrays([c.numbers for c in cs], [c.positions for c in cs],
+                                      [np.array(c.cell) for c in cs])
+
+
+@pytest.mark.parametrize("name, state", [pytest.param("megnet-mp-eform", None, marks=_needs("megnet-mp-eform")),
+                                         pytest.param("megnet-mp-bandgap", 0, marks=_needs("megnet-mp-bandgap")),
+                                         pytest.param("m3gnet-mp-2021", None, marks=_needs("m3gnet-mp-2021"))])
+def test_crystal_prediction_equals_matgl_predict_structure(name, state, crystals):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    f = featurizer(name, torch.float32)
+    atoms, batch = crystals
+    model = load_checkpoint(CHECKPOINTS[name][0])
+    blocks = f(batch)
+    assert all(v.shape[0] == len(batch.numbers) for v in blocks.values())
+    if name.startswith("megnet"):
+        ours = f.predict(batch)
+        kw = {} if state is None else {"state_attr": torch.tensor([state])}
+        theirs = [float(model.predict_structure(AseAtomsAdaptor.get_structure(a), **kw)) for a in atoms]
+    else:
+        ours = f.run(batch)[0]
+        theirs = [float(model.model.predict_structure(AseAtomsAdaptor.get_structure(a))) for a in atoms]
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-5, atol=1e-4)
+
+
+def test_bandgap_fidelity_changes_the_state(crystals):
+    if not (models_dir() / CHECKPOINTS["megnet-mp-bandgap"][0] / "model.json").is_file():
+        pytest.skip("band-gap checkpoint absent")
+    _, batch = crystals
+    pbe, hse = (REGISTRY["megnet-mp-bandgap"].build(fidelity=k) for k in (0, 2))
+    assert pbe.options()["state"] == [0] and hse.options()["state"] == [2]
+    assert not torch.allclose(pbe.predict(batch), hse.predict(batch))
+    assert pbe.spec() != hse.spec()
+
+
+# --- twins ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("twin", _models(list(TWINS)))
+def test_random_twin(twin, mols):
+    trained, random = featurizer(TWINS[twin]), featurizer(twin)
+    assert random.n_parameters == trained.n_parameters
+    assert type(random.module) is type(trained.module)
+    assert weights_hash(random.module) != weights_hash(trained.module)
+    first, second, other = REGISTRY[twin].build(), REGISTRY[twin].build(), REGISTRY[twin].build(seed=1)
+    assert weights_hash(first.module) == weights_hash(second.module) != weights_hash(other.module)
+    _, a = _blocks(trained, *mols)
+    _, b = _blocks(random, *mols)
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    assert not torch.allclose(a["layer1/L0"], b["layer1/L0"])
+
+
+# --- loading a folder -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", _models(["so3net-ani1x"]))
+def test_prefix_loads_a_checkpoint_folder(name, mols):
+    folder = models_dir() / CHECKPOINTS[name][0]
+    f = load(f"matgl:{folder}", device="cpu").to("cpu", torch.float64)
+    assert isinstance(f, MatGLFeaturizer) and f.card.family == "SO3Net"
+    assert f.spec()["weights"] == featurizer(name).spec()["weights"]
+    _, a = _blocks(f, *mols)
+    _, b = _blocks(featurizer(name), *mols)
+    torch.testing.assert_close(a["layer3/L2"], b["layer3/L2"])
+    assert f.options()["cutoff"] == 5.0 and f.elements == (1, 6, 7, 8)
