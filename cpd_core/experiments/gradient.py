@@ -169,5 +169,19 @@ def twin_gaps(summary: pd.DataFrame, probe: str = "ridge") -> pd.DataFrame:
     return out.reset_index().rename(columns={"level_0": "model", "level_1": "target"})
 
 
-__all__ = ["best_blocks", "block_scan", "default_models", "family_order", "gradient_table",
+def invariant_comparison(scan: pd.DataFrame) -> pd.DataFrame:
+    """For models with L ≥ 1 blocks: the best ridge R²_geom of each invariant, per target.
+
+    Columns ``atom-norm`` and ``pooled-norm`` (best over that model's L ≥ 1 blocks made
+    invariant that way) and ``L0`` (best over its invariant blocks), one row per (model, target).
+    """
+    kind = scan["block"].str.extract(r"@(atom-norm|pooled-norm)$")[0].fillna("L0")
+    best = scan.assign(kind=kind).groupby(["model", "target", "kind"], sort=False)["r2_geom"].max()
+    wide = best.unstack("kind")
+    if "atom-norm" not in wide:
+        return wide.iloc[0:0]
+    return wide.dropna(subset=["atom-norm"])[["L0", "atom-norm", "pooled-norm"]].reset_index()
+
+
+__all__ = ["invariant_comparison", "best_blocks", "block_scan", "default_models", "family_order", "gradient_table",
            "model_gradient", "pick", "twin_gaps"]
