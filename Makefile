@@ -3,7 +3,7 @@
 #   make test    unit tests and doctests, then re-run the reference notebooks with nbval
 # Full-scale parameters for every notebook (papermill -p/-y options):
 #   make book NB_PARAMS="-p n_molecules 130831 -p device cuda"
-# Also: make venv | refresh-references | clean
+# Also: make venv | refresh-references | store-references | clean
 
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
@@ -33,7 +33,7 @@ EXECUTED := $(NAMES:%=build/notebooks/%.ipynb)
 LIB_FILES := $(shell find cpd_core -type f ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort)
 BOOK_FILES := _config.yml _toc.yml $(wildcard book/*)
 
-.PHONY: help venv notebooks book test refresh-references clean FORCE
+.PHONY: help venv notebooks book test refresh-references store-references clean FORCE
 .SECONDARY: $(CONVERTED)
 
 help:
@@ -117,7 +117,12 @@ export STRIP_NOTEBOOKS
 
 refresh-references: | $(VENV_DONE)
 	rm -f $(EXECUTED)
-	$(MAKE) --no-print-directory notebooks NB_PARAMS=
+	$(MAKE) --no-print-directory store-references NB_PARAMS=
+
+# Stores the executions `make book` already made (at default parameters) as the references.
+store-references: notebooks
+	@grep -qx 'NB_PARAMS=' build/notebook-inputs.txt \
+	  || { echo "error: build/notebooks ran with NB_PARAMS; use make refresh-references" >&2; exit 1; }
 	mkdir -p tests/notebooks
 	rm -f tests/notebooks/*.ipynb
 	$(BIN)/python -c "$$STRIP_NOTEBOOKS" $(EXECUTED)

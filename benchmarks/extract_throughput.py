@@ -1,77 +1,133 @@
-"""Benchmark: feature-extraction throughput and the engine's overhead (prints figures; not a test).
+"""Benchmark: extraction throughput, the engine's overhead, and memory over all of QM9 (prints figures; not a test).
 
-For each registered featurizer: molecules per second through ``cpd_core.extract.pooled_features``
-on QM9, and the same batches through the bare featurizer call plus pooling, so the engine's
-overhead (padding, sorting, copies) can be read off. Runs on CPU, and on CUDA when present.
+For each model: molecules per second through ``cpd_core.extract.pooled_features`` on a QM9
+subset, and the same size-sorted batches through the bare model call plus pooling on batches
+built beforehand, so the engine's own cost (batch assembly, host-device copies, bookkeeping)
+reads off as an overhead (target: at most 10 %). Runs on CPU, and on CUDA when present.
 
-    python benchmarks/extract_throughput.py --n 5000
+With ``--memory-model``, each ``--memory-n`` extraction runs in a fresh process through the
+sharded cache with ``load=False`` into a temporary cache, and its peak resident memory is
+printed: pooled features stream to disk shard by shard, so the peak should not grow with
+the number of molecules.
+
+    python benchmarks/extract_throughput.py --n 2000 --models ani2x-aev ani2x so3lr
+    python benchmarks/extract_throughput.py --models none --memory-model ani2x-aev --memory-n 10000 130831
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
 from cpd_core.datasets import load_qm9
-from cpd_core.extract import pool_atoms, pooled_features
-from cpd_core.models import REGISTRY, load
+from cpd_core.extract import invariant_pool, pooled_features
+from cpd_core.models import load
+from cpd_core.models.base import AtomsBatch
 
 
-def bare_forward(featurizer, numbers, positions, batch_size, device):
-    """The featurizer on pre-padded, pre-sorted batches already on the device: the floor to compare with."""
-    order = np.argsort([len(z) for z in numbers], kind="stable")
-    batches = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        width = max(len(numbers[i]) for i in idx)
-        z = torch.zeros((len(idx), width), dtype=torch.int64)
-        r = torch.zeros((len(idx), width, 3))
-        for row, i in enumerate(idx):
-            z[row, :len(numbers[i])] = torch.as_tensor(numbers[i])
-            r[row, :len(numbers[i])] = torch.as_tensor(positions[i], dtype=torch.float32)
-        batches.append((z.to(device), r.to(device)))
+def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def bare_forward(featurizer, numbers, positions, batch_size, device) -> float:
+    """Seconds for the model call plus pooling on size-sorted batches already built and on the device."""
+    order = np.argsort([len(z) for z in numbers], kind="stable")
+    batches = [AtomsBatch.from_arrays([numbers[i] for i in order[s:s + batch_size]],
+                                      [positions[i] for i in order[s:s + batch_size]], device=device)
+               for s in range(0, len(order), batch_size)]
+    _sync(device)
     start = time.perf_counter()
     with torch.no_grad():
-        for z, r in batches:
-            mask = z > 0
-            for feats in featurizer(z, r, mask).values():
-                pool_atoms(feats, mask)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        for b in batches:
+            invariant_pool(featurizer(b), b.batch, b.n_structures)
+    _sync(device)
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=5000, help="QM9 molecules")
-    parser.add_argument("--batch-size", type=int, default=256)
-    args = parser.parse_args()
-
-    qm9 = load_qm9(n=args.n, seed=0, targets=["gap"])
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"QM9 n={len(qm9)}, batch {args.batch_size}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")
-    print(f"{'model':14s} {'device':6s} {'engine mol/s':>13s} {'bare mol/s':>11s} {'overhead':>9s}")
-    for name in REGISTRY:
+def throughput(names, n, batch_size, devices) -> None:
+    qm9 = load_qm9(n=n, seed=0, targets=["gap"])
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    print(f"QM9 n={len(qm9)}, batch {batch_size}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads{gpu}")
+    print(f"{'model':26s} {'device':6s} {'engine mol/s':>13s} {'bare mol/s':>11s} {'overhead':>9s}")
+    for name in names:
         featurizer = load(name)
         for device in devices:
-            pooled_features(featurizer, qm9.numbers[:64], qm9.positions[:64], device=str(device),
-                            progress=False)  # warm-up
+            featurizer.to(device, torch.float32)
+            warm = min(64, len(qm9))
+            pooled_features(featurizer, qm9.numbers[:warm], qm9.positions[:warm], device=str(device),
+                            progress=False)
+            _sync(device)
             start = time.perf_counter()
-            pooled_features(featurizer, qm9.numbers, qm9.positions, batch_size=args.batch_size,
-                            device=str(device), progress=False)
+            pooled_features(featurizer, qm9.numbers, qm9.positions, batch_size=batch_size, device=str(device),
+                            progress=False)
+            _sync(device)
             engine = time.perf_counter() - start
-            bare = bare_forward(featurizer, qm9.numbers, qm9.positions, args.batch_size, device)
-            print(f"{name:14s} {device.type:6s} {len(qm9) / engine:13.0f} {len(qm9) / bare:11.0f} "
-                  f"{engine / bare - 1:9.1%}")
+            bare = bare_forward(featurizer, qm9.numbers, qm9.positions, batch_size, device)
+            print(f"{name:26s} {device.type:6s} {len(qm9) / engine:13.1f} {len(qm9) / bare:11.1f} "
+                  f"{engine / bare - 1:9.1%}", flush=True)
+        del featurizer
+
+
+def _memory_child(model: str, n: int, batch_size: int, device: str) -> None:
+    from cpd_core.extract import extract_features
+
+    qm9 = load_qm9(n=None if n >= 130_831 else n, seed=0, targets=["gap"])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    f = load(model, device=device)
+    start = time.perf_counter()
+    paths = extract_features(f, "qm9", qm9.ids, qm9.numbers, qm9.positions, batch_size=batch_size,
+                             device=device, progress=False, load=False)
+    seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory of this process: {peak:.0f} MiB")
+    print(json.dumps({"n": len(qm9), "seconds": seconds, "peak_mib": peak, "after_loading_qm9_mib": base,
+                      "shards": len(paths)}))
+
+
+def memory(model: str, sizes, batch_size: int, device: str) -> None:
+    print(f"\npeak resident memory extracting {model} through the sharded cache (load=False), fresh process each:")
+    print(f"{'molecules':>10s} {'seconds':>9s} {'mol/s':>8s} {'peak MiB':>9s} {'QM9 loaded MiB':>15s} {'shards':>7s}")
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "CPD_CACHE_DIR": cache}  # features (and a parsed QM9) go to a temp cache
+            out = subprocess.run([sys.executable, __file__, "--child", model, str(n), str(batch_size), device],
+                                 env=env, check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"{r['n']:10d} {r['seconds']:9.1f} {r['n'] / r['seconds']:8.0f} {r['peak_mib']:9.0f} "
+              f"{r['after_loading_qm9_mib']:15.0f} {r['shards']:7d}", flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        return
+    from cpd_core.experiments.gradient import default_models
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="QM9 molecules for the throughput table")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="registry names (default: every offline model without a caveat); 'none' skips")
+    parser.add_argument("--memory-model", default=None, help="model for the memory measurement")
+    parser.add_argument("--memory-n", type=int, nargs="+", default=[10_000, 130_831])
+    args = parser.parse_args()
+
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    names = default_models() if args.models is None else [m for m in args.models if m != "none"]
+    if names:
+        throughput(names, args.n, args.batch_size, devices)
+    if args.memory_model:
+        memory(args.memory_model, args.memory_n, args.batch_size, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """The content-keyed, atomically written array cache."""
 
-import zipfile
 
 import numpy as np
 import pytest

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from cpd_core.composition import composition_matrix

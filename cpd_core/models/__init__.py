@@ -14,6 +14,7 @@ import pandas as pd
 
 from cpd_core.errors import InputError
 from cpd_core.models import ani, chgnet, mace, matgl, sevennet, so3lr
+from cpd_core.models.ani import ANI2X_ELEMENTS, ANI2x, ANI2xAEV
 from cpd_core.models.base import (
     STATUSES,
     AtomsBatch,
@@ -63,5 +64,6 @@ def model_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["AtomsBatch", "Featurizer", "ModelCard", "PREFIXES", "REGISTRY", "STATUSES",
+__all__ = ["ANI2X_ELEMENTS", "ANI2x", "ANI2xAEV", "AtomsBatch", "Featurizer", "ModelCard", "PREFIXES", "REGISTRY",
+           "STATUSES",
            "WeightsNotFoundError", "load", "model_table"]

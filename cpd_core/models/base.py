@@ -313,17 +313,17 @@ def split_irreps(x: torch.Tensor, irreps, prefix: str) -> dict[str, torch.Tensor
     [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
     """
     irreps = [(mul, getattr(ir, "l", ir)) for mul, ir in irreps]
-    total = sum(mul * (2 * l + 1) for mul, l in irreps)
+    total = sum(mul * (2 * ell + 1) for mul, ell in irreps)
     if total != x.shape[1]:
         raise ValueError(f"irreps cover {total} features but the tensor has {x.shape[1]}")
     parts: dict[int, list] = {}
     start = 0
-    for mul, l in irreps:
-        width = mul * (2 * l + 1)
-        parts.setdefault(l, []).append(x[:, start:start + width].reshape(len(x), mul, 2 * l + 1))
+    for mul, ell in irreps:
+        width = mul * (2 * ell + 1)
+        parts.setdefault(ell, []).append(x[:, start:start + width].reshape(len(x), mul, 2 * ell + 1))
         start += width
     out = {}
-    for l in sorted(parts):
-        block = torch.cat(parts[l], dim=1)
-        out[f"{prefix}/L{l}"] = block[..., 0] if l == 0 else block
+    for ell in sorted(parts):
+        block = torch.cat(parts[ell], dim=1)
+        out[f"{prefix}/L{ell}"] = block[..., 0] if ell == 0 else block
     return out

@@ -16,6 +16,7 @@ from cpd_core.models import REGISTRY, load
 from cpd_core.models import ani as ani_module
 from cpd_core.models.ani import ANI2X_ELEMENTS, ANI2x, ANI2xAEV
 from cpd_core.models.base import AtomsBatch, WeightsNotFoundError
+from cpd_core.testing import random_rotation
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT.parent / "shared" / "models" / "ani-model-zoo" / "resources" / "ani-2x_8x"
@@ -45,12 +46,6 @@ def mols():
 
 def _pooled(featurizer, numbers, positions, dtype=torch.float64, **kw):
     return pooled_features(featurizer, numbers, positions, device="cpu", dtype=dtype, progress=False, **kw)
-
-
-def _random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
 
 
 def test_registry_and_load():
@@ -113,7 +108,7 @@ def test_pooled_aev_invariant_to_rotation_translation_permutation(aev, mols, dty
     ref = _pooled(aev, numbers, positions, dtype=dtype)["aev"]
     scale = np.abs(ref).max()
 
-    rotated = [p @ _random_rotation(rng).T for p in positions]
+    rotated = [p @ random_rotation(rng).T for p in positions]
     translated = [p + rng.normal(scale=10.0, size=3) for p in positions]
     perms = [rng.permutation(len(z)) for z in numbers]
     permuted_z = [z[p] for z, p in zip(numbers, perms)]
@@ -271,7 +266,7 @@ def test_ani2x_pooled_features_are_invariant(ani2x, mols):
     rng = np.random.default_rng(1)
     ref = _pooled(ani2x, numbers, positions)
     perms = [rng.permutation(len(z)) for z in numbers]
-    moved = [(p[q] @ _random_rotation(rng).T) + rng.normal(size=3) for p, q in zip(positions, perms)]
+    moved = [(p[q] @ random_rotation(rng).T) + rng.normal(size=3) for p, q in zip(positions, perms)]
     out = _pooled(ani2x, [z[q] for z, q in zip(numbers, perms)], moved)
     for block in ref:
         np.testing.assert_allclose(out[block], ref[block], rtol=1e-9, atol=1e-9, err_msg=block)

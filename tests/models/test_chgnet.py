@@ -13,6 +13,7 @@ pytest.importorskip("chgnet", reason="chgnet is not installed")
 from cpd_core.models import REGISTRY  # noqa: E402
 from cpd_core.models.base import AtomsBatch, weights_hash  # noqa: E402
 from cpd_core.models.chgnet import CHGNET_ELEMENTS, CHGNetFeaturizer  # noqa: E402
+from cpd_core.testing import random_rotation
 
 NAMES = ["CH3CH2OH", "H2O", "CH3CN"]
 BLOCKS = ["embedding/L0", "layer1/L0", "layer2/L0", "layer3/L0", "layer4/L0"]
@@ -43,12 +44,6 @@ def _means(blocks, batch):
     sizes = batch.sizes.to(torch.float64)[:, None]
     return {k: torch.zeros(batch.n_structures, v.shape[1], dtype=torch.float64)
             .index_add_(0, batch.batch, v.double()) / sizes for k, v in blocks.items()}
-
-
-def _random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
 
 
 def _rocksalt(a=5.64):
@@ -106,7 +101,7 @@ def test_invariant_to_rotation_translation_permutation(f64, mols):
     ref = _means(ref_blocks, _batch(numbers, positions))
     perms = [rng.permutation(len(z)) for z in numbers]
     cases = {
-        "rotation": (numbers, [p @ _random_rotation(rng).T for p in positions]),
+        "rotation": (numbers, [p @ random_rotation(rng).T for p in positions]),
         "translation": (numbers, [p + rng.normal(scale=10.0, size=3) for p in positions]),
         "permutation": ([z[p] for z, p in zip(numbers, perms)], [r[p] for r, p in zip(positions, perms)]),
     }

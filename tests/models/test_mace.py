@@ -14,6 +14,7 @@ from cpd_core import InputError
 from cpd_core.models import PREFIXES, REGISTRY, AtomsBatch, WeightsNotFoundError, load
 from cpd_core.models import mace as mace_adapter
 from cpd_core.models.base import weights_hash
+from cpd_core.testing import pooled_invariants, random_rotation
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["CH3CH2OH", "H2O", "CH3CN"]
@@ -73,29 +74,6 @@ def off_twin():
 
 def _batch(numbers, positions, dtype=torch.float64, cells=None):
     return AtomsBatch.from_arrays(numbers, positions, cells=cells, dtype=dtype)
-
-
-def _random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
-
-
-def _invariants(blocks, batch):
-    """Per-structure: mean of L0 blocks, mean channel norms and norms of summed vectors of L>=1."""
-    n, index = batch.n_structures, batch.batch
-    count = torch.bincount(index, minlength=n).to(torch.float64)[:, None]
-    out = {}
-    for name, x in blocks.items():
-        if x.ndim == 2:
-            out[name] = torch.zeros(n, x.shape[1], dtype=x.dtype).index_add_(0, index, x) / count
-        else:
-            norms = x.norm(dim=-1)
-            out[name + "@atom-norm"] = torch.zeros(n, x.shape[1], dtype=x.dtype).index_add_(0, index, norms)
-            out[name + "@atom-norm"] /= count
-            summed = torch.zeros(n, *x.shape[1:], dtype=x.dtype).index_add_(0, index, x)
-            out[name + "@pooled-norm"] = summed.norm(dim=-1)
-    return out
 
 
 # --- registry and weights ----------------------------------------------------------------------
@@ -255,8 +233,8 @@ def test_periodic_energy_equals_mace_calculator(feat, model_file):
 def test_invariant_to_rotation_translation_permutation(feat, mols):
     numbers, positions = mols
     rng = np.random.default_rng(0)
-    ref = _invariants(feat(_batch(numbers, positions)), _batch(numbers, positions))
-    rotated = [p @ _random_rotation(rng).T for p in positions]
+    ref = pooled_invariants(feat(_batch(numbers, positions)), _batch(numbers, positions))
+    rotated = [p @ random_rotation(rng).T for p in positions]
     translated = [p + rng.normal(scale=10.0, size=3) for p in positions]
     perms = [rng.permutation(len(z)) for z in numbers]
     cases = {"rotation": (numbers, rotated), "translation": (numbers, translated),
@@ -264,7 +242,7 @@ def test_invariant_to_rotation_translation_permutation(feat, mols):
                              [r[p] for r, p in zip(positions, perms)])}
     for label, (z, r) in cases.items():
         batch = _batch(z, r)
-        got = _invariants(feat(batch), batch)
+        got = pooled_invariants(feat(batch), batch)
         for key in ref:
             scale = ref[key].abs().max().item()
             np.testing.assert_allclose(got[key], ref[key], rtol=0, atol=1e-9 * scale,
@@ -275,7 +253,7 @@ def test_vector_blocks_rotate_with_the_molecule(feat, mols):
     from e3nn import o3
 
     numbers, positions = mols
-    rotation = _random_rotation(np.random.default_rng(1))
+    rotation = random_rotation(np.random.default_rng(1))
     ref = feat(_batch(numbers, positions))
     rot = feat(_batch(numbers, [p @ rotation.T for p in positions]))
     wigner = o3.Irrep("1o").D_from_matrix(torch.from_numpy(rotation))

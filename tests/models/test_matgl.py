@@ -12,6 +12,7 @@ from ase.build import bulk, molecule
 from cpd_core.models import PREFIXES, REGISTRY, load
 from cpd_core.models.base import AtomsBatch, WeightsNotFoundError, weights_hash
 from cpd_core.models.matgl import CHECKPOINTS, TWINS, MatGLFeaturizer, load_checkpoint, models_dir, tensor_irreps
+from cpd_core.testing import pooled_invariants, random_rotation
 
 NAMES = ["CH3CH2OH", "H2O", "CH3CN"]
 TESTED = ["tensornet-ani1x", "so3net-ani1x", "m3gnet-ani1x", "megnet-mp-eform"]
@@ -38,30 +39,9 @@ def mols():
     return [m.numbers for m in ms], [m.positions for m in ms]
 
 
-def _rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
-
-
 def _blocks(f, numbers, positions, dtype=torch.float64):
     batch = AtomsBatch.from_arrays(numbers, positions, dtype=dtype)
     return batch, {k: v.double() for k, v in f(batch).items()}
-
-
-def _invariants(batch, blocks):
-    """Per structure: mean of L0 blocks, mean per-atom channel norms and norms of the sum of L >= 1 blocks."""
-    def pool(v):
-        return torch.zeros((batch.n_structures,) + v.shape[1:], dtype=v.dtype).index_add_(0, batch.batch, v)
-
-    out = {}
-    for name, x in blocks.items():
-        if x.dim() == 2:
-            out[name] = pool(x) / batch.sizes[:, None]
-        else:
-            out[name + "@atom-norm"] = pool(x.norm(dim=-1)) / batch.sizes[:, None]
-            out[name + "@sum-norm"] = pool(x).norm(dim=-1)
-    return out
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -108,7 +88,7 @@ def test_tensor_irreps_reconstruct_and_rotate():
     l0, l1, l2 = tensor_irreps(x)
     # norms: |X|_F^2 = L0^2 + 2 |L1|^2 + |L2|^2
     torch.testing.assert_close((x ** 2).sum((-1, -2)), l0 ** 2 + 2 * (l1 ** 2).sum(-1) + (l2 ** 2).sum(-1))
-    r = torch.tensor(_rotation(rng))
+    r = torch.tensor(random_rotation(rng))
     m0, m1, m2 = tensor_irreps(r @ x @ r.T)
     torch.testing.assert_close(m0, l0)
     torch.testing.assert_close(m1, l1 @ r.T)  # the axial vector rotates with R (det R = +1)
@@ -166,8 +146,8 @@ def test_invariance_to_rotation_translation_permutation(name, mols):
     numbers, positions = mols
     rng = np.random.default_rng(0)
     batch, ref_blocks = _blocks(f, numbers, positions)
-    ref = _invariants(batch, ref_blocks)
-    rotations = [_rotation(rng) for _ in positions]
+    ref = pooled_invariants(ref_blocks, batch)
+    rotations = [random_rotation(rng) for _ in positions]
     perms = [rng.permutation(len(z)) for z in numbers]
     cases = {
         "rotation": (numbers, [p @ r.T for p, r in zip(positions, rotations)]),
@@ -176,7 +156,7 @@ def test_invariance_to_rotation_translation_permutation(name, mols):
     }
     for label, (z, r) in cases.items():
         b, blocks = _blocks(f, z, r)
-        out = _invariants(b, blocks)
+        out = pooled_invariants(blocks, b)
         for key, value in ref.items():
             scale = float(value.abs().max()) + 1e-12
             torch.testing.assert_close(out[key], value, rtol=0, atol=1e-6 * scale, msg=f"{label} {key}")
@@ -190,7 +170,7 @@ def test_invariance_to_rotation_translation_permutation(name, mols):
 def test_l1_blocks_rotate_with_the_molecule(name, mols):
     f = featurizer(name)
     numbers, positions = mols
-    r = _rotation(np.random.default_rng(3))
+    r = random_rotation(np.random.default_rng(3))
     _, ref = _blocks(f, numbers, positions)
     _, rot = _blocks(f, numbers, [p @ r.T for p in positions])
     rt = torch.tensor(r)

@@ -8,14 +8,9 @@ from ase.build import molecule
 
 from cpd_core.extract import pooled_features
 from cpd_core.models import REGISTRY, STATUSES, WeightsNotFoundError, load, model_table
+from cpd_core.testing import random_rotation
 
 NAMES = ["CH3CH2OH", "H2O", "CH3CN"]
-
-
-def _rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +49,7 @@ def test_pooled_features_are_invariant_and_see_geometry(name, mols):
     ref = pooled(numbers, positions)
     assert ref and all(np.isfinite(v).all() for v in ref.values())
     perms = [rng.permutation(len(z)) for z in numbers]
-    moved = [p[q] @ _rotation(rng).T + rng.normal(scale=3.0, size=3) for p, q in zip(positions, perms)]
+    moved = [p[q] @ random_rotation(rng).T + rng.normal(scale=3.0, size=3) for p, q in zip(positions, perms)]
     out = pooled([z[q] for z, q in zip(numbers, perms)], moved)
     stretched = pooled(numbers, [p * 1.1 for p in positions])
     changed = 0

@@ -15,6 +15,7 @@ from ase.build import molecule
 from cpd_core.models import REGISTRY, AtomsBatch, load
 from cpd_core.models.base import weights_hash
 from cpd_core.models.so3lr import SO3LRFeaturizer, load_so3lr
+from cpd_core.testing import pooled_invariants, random_rotation
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["CH3CH2OH", "H2O", "CH3CN"]
@@ -47,30 +48,6 @@ def mols():
 
 def _batch(numbers, positions, dtype=torch.float64):
     return AtomsBatch.from_arrays(numbers, positions, dtype=dtype)
-
-
-def _random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
-
-
-def _invariants(blocks, batch):
-    """Per-structure rotation invariants: mean of L0; mean per-atom channel norm and norm of the
-    per-structure channel sum of L >= 1."""
-    counts = batch.sizes.to(torch.float64)
-
-    def summed(x):
-        return torch.zeros((batch.n_structures,) + x.shape[1:], dtype=x.dtype).index_add_(0, batch.batch, x)
-
-    out = {}
-    for name, x in blocks.items():
-        if x.dim() == 2:
-            out[name] = (summed(x) / counts[:, None]).numpy()
-        else:
-            out[name + ":norm"] = (summed(x.norm(dim=-1)) / counts[:, None]).numpy()
-            out[name + ":sum"] = summed(x).norm(dim=-1).numpy()
-    return out
 
 
 def test_cards_are_registered():
@@ -119,9 +96,9 @@ def test_pooled_invariants_unchanged_by_rotation_translation_permutation(feat, m
     rng = np.random.default_rng(0)
     batch = _batch(numbers, positions)
     blocks = feat(batch)
-    ref = _invariants(blocks, batch)
+    ref = pooled_invariants(blocks, batch)
 
-    rotations = [_random_rotation(rng) for _ in positions]
+    rotations = [random_rotation(rng) for _ in positions]
     rotated = [p @ q.T for p, q in zip(positions, rotations)]
     translated = [p + rng.normal(scale=10.0, size=3) for p in positions]
     perms = [rng.permutation(len(z)) for z in numbers]
@@ -129,7 +106,7 @@ def test_pooled_invariants_unchanged_by_rotation_translation_permutation(feat, m
              "permutation": ([z[p] for z, p in zip(numbers, perms)], [r[p] for r, p in zip(positions, perms)])}
     for label, (z, r) in cases.items():
         b = _batch(z, r)
-        out = _invariants(feat(b), b)
+        out = pooled_invariants(feat(b), b)
         for name, value in out.items():
             scale = max(float(np.abs(ref[name]).max()), 1e-3)
             np.testing.assert_allclose(value, ref[name], rtol=0, atol=1e-7 * scale, err_msg=f"{label} {name}")
@@ -144,7 +121,7 @@ def test_degree_blocks_rotate_orthogonally(feat, mols):
     # each degree's (2l+1)-vectors of all atoms are mapped by one orthogonal matrix: the 24 columns
     # are split at the right places, in the right order
     numbers, positions = mols
-    q = _random_rotation(np.random.default_rng(1))
+    q = random_rotation(np.random.default_rng(1))
     blocks = feat(_batch(numbers, positions))
     rotated = feat(_batch(numbers, [p @ q.T for p in positions]))
     for l in range(1, 5):
