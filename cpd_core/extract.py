@@ -241,12 +241,14 @@ def pooled_features(featurizer, numbers: Sequence[np.ndarray], positions: Sequen
     return result
 
 
-def shard_key(featurizer, dataset: str, ids: np.ndarray, pooling: str, dtype: torch.dtype,
-              skip_unsupported: bool) -> str:
-    """Cache key of one shard: model spec (weights hash included), dataset rows, pooling, dtype, code version."""
+def shard_key(featurizer, dataset: str, ids: np.ndarray, pooling: str, dtype: torch.dtype) -> str:
+    """Cache key of one shard: model spec (weights hash included), dataset rows, pooling, dtype, code version.
+
+    The skip policy is not part of it: a shard records which of its rows were kept, and
+    without ``skip_unsupported`` an unsupported row raises before any shard is read.
+    """
     return content_key(spec=featurizer.spec(), dataset=dataset, ids=np.asarray(ids), pooling=pooling,
-                       dtype=str(dtype), skip_unsupported=bool(skip_unsupported),
-                       extract_version=EXTRACT_VERSION)
+                       dtype=str(dtype), extract_version=EXTRACT_VERSION)
 
 
 def extract_features(featurizer, dataset: str, ids: Sequence, numbers, positions, cells=None,
@@ -259,8 +261,7 @@ def extract_features(featurizer, dataset: str, ids: Sequence, numbers, positions
     Rows are cut into shards of ``shard_size`` consecutive input rows. Each shard is
     stored as ``<cache>/features/<model>/<key>.npz`` where the key hashes the model's
     :meth:`~cpd_core.models.base.Featurizer.spec` (weights hash included), ``dataset``
-    and the shard's ``ids``, the pooling, the dtype, the skip policy and the engine
-    version. Shards already on disk are read, not recomputed, so an interrupted run
+    and the shard's ``ids``, the pooling, the dtype and the engine version. Shards already on disk are read, not recomputed, so an interrupted run
     resumes where it stopped; a shard is written atomically.
 
     Parameters
@@ -296,8 +297,7 @@ def extract_features(featurizer, dataset: str, ids: Sequence, numbers, positions
         raise InputError(f"none of the {len(numbers)} structures is supported by {featurizer.name}")
     folder = cache_dir() / "features" / featurizer.name.replace("/", "_").replace(":", "_")
     shards = [slice(s, min(s + shard_size, len(ids))) for s in range(0, len(ids), shard_size)]
-    paths = [folder / f"{shard_key(featurizer, dataset, ids[s], pooling, dtype, skip_unsupported)}.npz"
-             for s in shards]
+    paths = [folder / f"{shard_key(featurizer, dataset, ids[s], pooling, dtype)}.npz" for s in shards]
     todo = [k for k, p in enumerate(paths) if not _readable(p)]
     if todo:
         dev = resolve_device(device)
@@ -330,6 +330,15 @@ def _readable(path: Path) -> bool:
     except Exception:
         path.unlink(missing_ok=True)
         return False
+
+
+def kept_rows(paths: list[Path]) -> np.ndarray:
+    """Which rows the shards at ``paths`` (from ``extract_features(..., load=False)``) kept, without loading features."""
+    masks = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            masks.append(data["kept"])
+    return np.concatenate(masks)
 
 
 def _load_shards(paths: list[Path], ids: np.ndarray) -> Features:

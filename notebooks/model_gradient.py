@@ -52,12 +52,15 @@ cards[["model", "family", "status", "training data", "domain", "stands in for", 
 # ## CPD of every model at its most informative block
 #
 # For each model, ridge CPD of every block (layer × irrep × invariant); the block with the highest
-# ridge R²_geom for a target is where MLP and gradient-boosted trees are run too.
+# ridge R²_geom for a target is where MLP and gradient-boosted trees are run too. Every model sees the
+# same molecules: those whose elements all the models support.
 
 # %%
 summary, scan = model_gradient(run_here, n=n_molecules, seed=seed, targets=targets, probes=probes,
                                device=device)
 order = family_order(summary)
+print(f"{summary['n'].iloc[0]} molecules probed; {len(summary.attrs['dropped'])} left out because a model "
+      f"does not support one of their elements (QM9 ids {summary.attrs['dropped']})")
 summary[["model", "status", "target", "block", "probe", "r2_comp", "r2_full", "r2_geom", "r2_geom_std"]]
 
 # %% [markdown]
@@ -124,6 +127,7 @@ twin_gap = ridge_gap[ridge_gap["status"] == "random-init"]["r2_geom"]
 gbt_low = summary[summary["probe"] == "gbt"]["r2_geom"]
 values = {
     "n_mol": int(summary["n"].max()),
+    "n_dropped": len(summary.attrs["dropped"]),
     "n_models": summary["model"].nunique(),
     "n_twins": int((summary.drop_duplicates("model")["status"] == "random-init").sum()),
     "best_model": trained_gap.idxmax(),
@@ -150,8 +154,8 @@ for name, value in values.items():
 # %% [markdown]
 # ## What this shows
 #
-# - **The gradient.** Over {glue:text}`n_models` models on
-#   {glue:text}`n_mol` molecules, the trained model with the most linearly accessible gap after
+# - **The gradient.** Over {glue:text}`n_models` models on the same {glue:text}`n_mol` molecules
+#   ({glue:text}`n_dropped` with fluorine left out: SO3Net's ANI-1x training covers H, C, N, O), the trained model with the most linearly accessible gap after
 #   composition removal is {glue:text}`best_model` (ridge R²_geom {glue:text}`best_gap`), the least
 #   {glue:text}`worst_model` ({glue:text}`worst_gap`).
 # - **Random weights.** The best random-init twin, {glue:text}`twin_best_model`, reaches

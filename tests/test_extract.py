@@ -369,3 +369,23 @@ def test_cache_ids_must_match_structures():
     numbers, positions = _molecules(sizes=(2, 3))
     with pytest.raises(InputError, match="ids"):
         _cached(Toy(), [1], numbers, positions)
+
+
+def test_skip_policy_does_not_split_the_cache(tmp_cache):
+    numbers, positions = _molecules()
+    ids = np.arange(len(numbers))
+    toy = Toy()
+    _cached(toy, ids, numbers, positions)
+    calls = toy.calls
+    again = _cached(toy, ids, numbers, positions, skip_unsupported=True)
+    assert toy.calls == calls and again.kept.all()
+
+
+def test_kept_rows_reads_the_masks_only(tmp_cache):
+    from cpd_core.extract import kept_rows
+
+    numbers, positions = _molecules(sizes=(3, 3, 3, 3, 3))
+    numbers[3] = np.array([6, 9, 1])
+    paths = extract_features(Toy(), "toyset", np.arange(5), numbers, positions, device="cpu", progress=False,
+                             shard_size=2, skip_unsupported=True, load=False)
+    assert kept_rows(paths).tolist() == [True, True, True, False, True]

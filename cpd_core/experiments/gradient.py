@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from cpd_core.composition import composition_matrix
@@ -71,6 +72,10 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
                    cv: int = 5, device: str = "auto", progress: bool = False, **extract_kwargs):
     """CPD of each model at its most informative block, on a seeded QM9 subset.
 
+    Every model is probed on the same molecules: those whose elements all the models support
+    (e.g. without fluorine when a model covers H, C, N, O only); the ids of the others are in
+    ``summary.attrs["dropped"]``.
+
     Parameters
     ----------
     models : sequence of str, optional
@@ -84,13 +89,14 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     -------
     summary : pandas.DataFrame
         One row per (model, target, probe) at the chosen block, with the model's card
-        (family, status, twin_of, domain), its parameter count and the block.
+        (family, status, twin_of, domain), its parameter count and the block; ``n`` is the
+        number of molecules probed.
     scan : pandas.DataFrame
         :func:`block_scan` of every model (column ``model`` added).
     """
     from tqdm import tqdm
 
-    from cpd_core.experiments.representation import qm9_features
+    from cpd_core.extract import extract_features, kept_rows
     from cpd_core.models import REGISTRY, load
 
     models = default_models() if models is None else list(models)
@@ -99,26 +105,42 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
         raise InputError(f"unknown model(s) {unknown}; known models: {sorted(REGISTRY)}")
     targets = check_targets(targets)
     qm9 = load_qm9(n=n, seed=seed)
-    C = composition_matrix(qm9.numbers)
+
+    def features(featurizer, load_arrays):
+        return extract_features(featurizer, "qm9", qm9.ids, qm9.numbers, qm9.positions, device=device,
+                                progress=progress, skip_unsupported=True, load=load_arrays, **extract_kwargs)
+
+    # pass 1: extract (or find cached) features; keep the molecules every model supports
+    featurizers, common = {}, np.ones(len(qm9), dtype=bool)
+    for name in tqdm(models, desc="extracting", disable=not progress):
+        featurizers[name] = load(name, device=device)
+        common &= kept_rows(features(featurizers[name], load_arrays=False))
+    if not common.any():
+        raise InputError(f"no molecule is supported by all of {models}")
+    sub = qm9.select(common)
+    C = composition_matrix(sub.numbers)
+    ys = {t: sub.targets[t].to_numpy() for t in targets}
+
+    # pass 2: one model's features in memory at a time
     summaries, scans = [], []
-    for name in tqdm(models, desc="models", disable=not progress):
-        card = REGISTRY[name]
-        featurizer = load(name, device=device)
-        _, feats = qm9_features(featurizer, n=n, seed=seed, device=device, progress=progress, **extract_kwargs)
-        sub = qm9.select(feats.kept) if feats.skipped else qm9
+    for name in tqdm(models, desc="probing", disable=not progress):
+        card, featurizer = REGISTRY[name], featurizers.pop(name)
+        feats = features(featurizer, load_arrays=True)
+        rows = common[feats.kept]  # of the rows this model kept, those every model kept
+        feats = {block: H[rows] for block, H in feats.items()}
         scan = block_scan(sub, feats, targets=targets, cv=cv, seed=seed)
         scans.append(scan.assign(model=name))
         info = {"model": name, "family": card.family, "status": card.status, "twin_of": card.twin_of,
-                "domain": card.domain, "parameters": featurizer.n_parameters, "skipped": len(feats.skipped)}
-        Csub = C[feats.kept] if feats.skipped else C
+                "domain": card.domain, "parameters": featurizer.n_parameters}
         for target, block in best_blocks(scan).items():
-            summary, _ = cpd_table(feats[block], Csub, {target: sub.targets[target].to_numpy()},
-                                   probes=probes, cv=cv, seed=seed, progress=False)
+            summary, _ = cpd_table(feats[block], C, {target: ys[target]}, probes=probes, cv=cv, seed=seed,
+                                   progress=False)
             summaries.append(summary.assign(block=block, **info))
-        del feats
+        del feats, featurizer
     summary = pd.concat(summaries, ignore_index=True)
     front = ["model", "family", "status", "twin_of", "domain", "parameters", "target", "block", "probe"]
     summary = summary[front + [c for c in summary.columns if c not in front]]
+    summary.attrs["dropped"] = qm9.ids[~common].tolist()
     scan = pd.concat(scans, ignore_index=True)
     return summary, scan[["model"] + [c for c in scan.columns if c != "model"]]
 
