@@ -108,3 +108,41 @@ def _periodic(positions, batch, cutoff, cell, pbc):
     unit_shifts = torch.cat(units)
     shifts = torch.einsum("ek,ekl->el", unit_shifts, cell[batch[edge_index[0]]])
     return edge_index, unit_shifts, shifts
+
+
+def triplets(edge_index: torch.Tensor, num_nodes: int):
+    r"""Angle triplets :math:`k \to j \to i` of a directed graph, as torch-geometric's DimeNet expects.
+
+    For every edge :math:`j \to i` (``edge_index[0] = j``, ``edge_index[1] = i``) and every
+    edge :math:`k \to j` into its source with :math:`k \ne i`, one triplet. Plain torch
+    (torch-geometric's own version needs torch-sparse); same outputs and order: triplets
+    grouped by the edge :math:`j \to i`, each group ordered by :math:`k`.
+
+    Returns
+    -------
+    col, row, idx_i, idx_j, idx_k, idx_kj, idx_ji : torch.Tensor
+        ``col``/``row`` = ``edge_index[1]``/``edge_index[0]``; node indices of each triplet and
+        the ids of its edges :math:`k \to j` and :math:`j \to i`.
+
+    Examples
+    --------
+    >>> edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])  # the path 0 - 1 - 2, both ways
+    >>> _, _, i, j, k, kj, ji = triplets(edge_index, 3)
+    >>> list(zip(k.tolist(), j.tolist(), i.tolist()))
+    [(2, 1, 0), (0, 1, 2)]
+    """
+    row, col = edge_index  # j -> i
+    n_edges = row.numel()
+    device = row.device
+    # edges sorted by (target, source): the edges into node j are perm[ptr[j]:ptr[j + 1]], by source
+    perm = torch.argsort(col * num_nodes + row, stable=True)
+    counts = torch.bincount(col, minlength=num_nodes)
+    ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    per_edge = counts[row]  # edges k -> j into the source j of each edge j -> i
+    idx_ji = torch.repeat_interleave(torch.arange(n_edges, device=device), per_edge)
+    first = torch.cumsum(per_edge, 0) - per_edge
+    within = torch.arange(idx_ji.numel(), device=device) - first[idx_ji]
+    idx_kj = perm[ptr[row[idx_ji]] + within]
+    idx_i, idx_j, idx_k = col[idx_ji], row[idx_ji], row[idx_kj]
+    keep = idx_i != idx_k
+    return col, row, idx_i[keep], idx_j[keep], idx_k[keep], idx_kj[keep], idx_ji[keep]

@@ -75,3 +75,33 @@ def test_slab_periodic_in_two_directions_only():
 def test_bad_cutoff_raises():
     with pytest.raises(ValueError, match="positive"):
         radius_graph(torch.zeros((2, 3)), torch.tensor([0, 0]), 0.0)
+
+
+def test_triplets_match_brute_force():
+    from cpd_core.models.graph import triplets
+
+    mols = [molecule(n) for n in ("CH3CH2OH", "C6H6", "H2O")]
+    (edge_index, _, _), _ = _ours(mols, 2.0)
+    n = sum(len(m) for m in mols)
+    col, row, i, j, k, kj, ji = triplets(edge_index, n)
+    assert torch.equal(row, edge_index[0]) and torch.equal(col, edge_index[1])
+    # every triplet is consistent with its two edges
+    assert torch.equal(edge_index[0, ji], j) and torch.equal(edge_index[1, ji], i)
+    assert torch.equal(edge_index[0, kj], k) and torch.equal(edge_index[1, kj], j)
+    src, dst = edge_index.tolist()
+    expected = {(f, e) for e in range(len(src)) for f in range(len(src))
+                if dst[f] == src[e] and src[f] != dst[e]}
+    got = list(zip(kj.tolist(), ji.tolist()))
+    assert len(got) == len(set(got)) and set(got) == expected
+    # grouped by the edge j -> i, each group ordered by k (torch-geometric's order)
+    assert ji.tolist() == sorted(ji.tolist())
+    for e in set(ji.tolist()):
+        ks = k[ji == e].tolist()
+        assert ks == sorted(ks)
+
+
+def test_triplets_of_an_empty_graph():
+    from cpd_core.models.graph import triplets
+
+    out = triplets(torch.zeros((2, 0), dtype=torch.int64), 3)
+    assert all(t.numel() == 0 for t in out)
