@@ -340,3 +340,25 @@ def test_released_off_model_has_the_twins_blocks(off_twin, mols):
     assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
     assert trained.n_parameters == off_twin.n_parameters
     assert weights_hash(trained.module) != weights_hash(off_twin.module)
+
+
+def test_trainable_macenet_is_equivariant_and_trains(mols):
+    torch.manual_seed(0)
+    net = mace_adapter.MACENet(hidden_irreps="8x0e+8x1o", max_ell=2, correlation=2, radial_mlp=(16,)).double()
+    from e3nn import o3  # after mace: importing e3nn 0.4.4 first fails under torch's weights-only loading
+
+    assert type(net)(**net.hparams).hparams == net.hparams
+    numbers, positions = mols
+    batch = _batch(numbers, positions)
+    rotation = random_rotation(np.random.default_rng(2))
+    out, ref = net(batch.numbers, batch.positions, batch.batch)
+    out_rot, rot = net(batch.numbers, batch.positions @ torch.from_numpy(rotation).T + 1.5, batch.batch)
+    wigner = o3.Irrep("1o").D_from_matrix(torch.from_numpy(rotation))
+    torch.testing.assert_close(out_rot, out, rtol=0, atol=1e-10)
+    for block in ("layer1/L1", "layer2/L1"):
+        torch.testing.assert_close(rot[block], ref[block] @ wigner.T, rtol=0, atol=1e-10)
+        torch.testing.assert_close(rot[block.replace("L1", "L0")], ref[block.replace("L1", "L0")], rtol=0, atol=1e-10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    with pytest.raises(InputError, match="atomic numbers"):
+        net(torch.tensor([17]), torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, dtype=torch.long))
