@@ -1,4 +1,4 @@
-"""Command line: ``cpd models``, ``cpd extract``, ``cpd probe``.
+"""Command line: ``cpd models``, ``cpd extract``, ``cpd probe``, ``cpd train``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     cpd extract --model sevennet-0 --n all --dtype float64
     cpd extract --model mace:/path/to/MACE-OFF23_medium.model --n 1000
     cpd probe --model ani2x-aev --n 5000 --target gap --probe ridge mlp gbt
+    cpd train --arch painn --target gap --max-minutes 30 --device cuda
 """
 
 from __future__ import annotations
@@ -49,6 +50,52 @@ def _features(args):
                         shard_size=args.shard_size, skip_unsupported=args.skip_unsupported)
 
 
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from cpd_core.models.trained import ARCHITECTURES, TRAINED_TARGETS
+
+    p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    p.add_argument("--target", required=True, choices=list(TRAINED_TARGETS))
+    p.add_argument("--out", default=None,
+                   help="folder for model.pt and manifest.json (default: checkpoints/qm9/ARCH-TARGET, "
+                        "where the registry looks)")
+    p.add_argument("--max-epochs", type=int, default=1000)
+    p.add_argument("--max-minutes", type=float, default=60.0, help="wall-time budget of the training loop")
+    p.add_argument("--patience", type=int, default=30, help="epochs without validation improvement before stopping")
+    p.add_argument("--n-train", type=_n, default=None, help="first N molecules of the 110,000 train split")
+    p.add_argument("--n-val", type=_n, default=None, help="first N molecules of the 10,000 validation split")
+    p.add_argument("--n-test", type=_n, default=None, help="first N molecules of the 10,831 test split")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per architecture)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--hparams", default="{}", help='network hyper-parameters as JSON, e.g. \'{"hidden": 64}\'')
+
+
+def _train(args) -> None:
+    import json
+
+    import torch
+
+    from cpd_core.training import TrainConfig, train
+
+    try:
+        hparams = json.loads(args.hparams)
+    except json.JSONDecodeError as err:
+        raise InputError(f"--hparams is not JSON: {err}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(arch=args.arch, target=args.target, max_epochs=args.max_epochs,
+                         max_minutes=args.max_minutes, patience=args.patience, batch_size=args.batch_size,
+                         lr=args.lr, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
+                         split_seed=args.split_seed, device=args.device, hparams=hparams)
+    manifest = train(config, out_dir=args.out, log=lambda line: print(line, flush=True))
+    result = manifest["result"]
+    print(f"test MAE {result['test_mae_meV']:.2f} meV after {result['epochs']} epochs "
+          f"({result['train_minutes']:.1f} min, stopped by {result['stopped_by']})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cpd", description="Composition Projection Decomposition")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     prb.add_argument("--probe", nargs="+", default=["ridge"], choices=["ridge", "mlp", "gbt"])
     prb.add_argument("--cv", type=int, default=5)
     prb.add_argument("--fit-projection", default="train", choices=["train", "all"])
+    trn = sub.add_parser("train", help="train a network on QM9 (checkpoint + manifest for the registry)")
+    _train_args(trn)
     args = parser.parse_args(argv)
 
     try:
@@ -78,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(table.to_string(index=False))
             print("\nmace:PATH and matgl:PATH load a local checkpoint; caveats: "
                   "python -c 'from cpd_core.models import model_table; print(model_table()[[\"model\", \"caveat\"]])'")
+        elif args.command == "train":
+            _train(args)
         elif args.command == "extract":
             qm9, feats = _features(args)
             for block, H in feats.items():

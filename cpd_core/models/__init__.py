@@ -1,7 +1,8 @@
 """Models: structures → per-layer, per-irrep atom features (see :mod:`cpd_core.models.base`).
 
 Model code knows nothing of probes, caches or the book. Each family module (``ani``,
-``mace``, ``sevennet``, ``so3lr``, ``chgnet``, ``matgl``) lists its :class:`ModelCard`\\ s in
+``mace``, ``sevennet``, ``so3lr``, ``chgnet``, ``matgl``, and ``trained`` for the networks this
+project trains on QM9) lists its :class:`ModelCard`\\ s in
 ``CARDS``, and imports its model stack only when a card's ``build`` runs, so listing the
 registry is cheap. :data:`REGISTRY` maps every name to its card; :func:`load` builds one.
 A name of the form ``"<prefix>:<path>"`` loads a local weights file through the family's
@@ -13,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cpd_core.errors import InputError
-from cpd_core.models import ani, chgnet, mace, matgl, sevennet, so3lr
+from cpd_core.models import ani, chgnet, mace, matgl, sevennet, so3lr, trained
 from cpd_core.models.ani import ANI2X_ELEMENTS, ANI2x, ANI2xAEV
 from cpd_core.models.base import (
     STATUSES,
@@ -24,7 +25,7 @@ from cpd_core.models.base import (
     resolve_device,
 )
 
-_FAMILIES = (ani, mace, sevennet, so3lr, chgnet, matgl)
+_FAMILIES = (ani, mace, sevennet, so3lr, chgnet, matgl, trained)
 
 #: name -> ModelCard, in the order the book shows them
 REGISTRY: dict[str, ModelCard] = {c.name: c for module in _FAMILIES for c in module.CARDS}

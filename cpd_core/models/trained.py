@@ -1,0 +1,190 @@
+r"""Networks trained on QM9 by this project (issue 4): SchNet, DimeNet++, PaiNN, ViSNet, MACE.
+
+No pretrained weights of these architectures can be had offline, and published checkpoints
+differ in data and supervision; so the project trains each one itself under one protocol
+(:mod:`cpd_core.training`) on the HOMO-LUMO gap and on U0, and commits the small checkpoints
+under ``checkpoints/qm9/<arch>-<target>/`` (``model.pt`` and ``manifest.json``).
+
+Registry names: ``<arch>-qm9-gap`` and ``<arch>-qm9-U0`` (status ``trained-here``) and
+``<arch>-qm9-random``, the same network untrained (seed 0), the control for both. Blocks are
+the network's own per-layer features (``embedding/L0``, ``layer{k}/L0``, ``layer{k}/L1``; see
+each network's docstring).
+
+Where the networks live:
+
+==========  ===================================  =========================================
+arch        class                                implementation
+==========  ===================================  =========================================
+schnet      :class:`~cpd_core.models.pyg.SchNetNet`        torch-geometric layers
+dimenet++   :class:`~cpd_core.models.pyg.DimeNetPPNet`     torch-geometric layers
+painn       :class:`~cpd_core.models.painn.PaiNN`          written here
+visnet      :class:`~cpd_core.models.pyg.ViSNetNet`        torch-geometric layers
+mace        :class:`~cpd_core.models.mace.MACENet`         mace-torch
+==========  ===================================  =========================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from cpd_core.errors import InputError
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError
+
+#: arch -> (module, class name, family); modules are imported only when a network is built.
+ARCHITECTURES = {
+    "schnet": ("cpd_core.models.pyg", "SchNetNet", "SchNet"),
+    "dimenet++": ("cpd_core.models.pyg", "DimeNetPPNet", "DimeNet++"),
+    "painn": ("cpd_core.models.painn", "PaiNN", "PaiNN"),
+    "visnet": ("cpd_core.models.pyg", "ViSNetNet", "ViSNet"),
+    "mace": ("cpd_core.models.mace", "MACENet", "MACE"),
+}
+#: Targets the networks are trained on.
+TRAINED_TARGETS = ("gap", "U0")
+#: Elements of QM9 (H, C, N, O, F): what the trained networks support.
+QM9_ELEMENTS = (1, 6, 7, 8, 9)
+#: Format tag of the checkpoints :mod:`cpd_core.training` writes.
+CHECKPOINT_FORMAT = "cpd-qm9-net/1"
+
+
+def network_class(arch: str) -> type:
+    """The network class of ``arch`` (imports its model stack).
+
+    Examples
+    --------
+    >>> network_class("painn").__name__
+    'PaiNN'
+    >>> network_class("nequip")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cpd_core.errors.InputError: unknown architecture 'nequip'; known: ['schnet', 'dimenet++', ...]
+    """
+    if arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {arch!r}; known: {list(ARCHITECTURES)}")
+    module, name, _ = ARCHITECTURES[arch]
+    return getattr(importlib.import_module(module), name)
+
+
+def build_network(arch: str, seed: int = 0, **hparams) -> torch.nn.Module:
+    """``arch``'s network with hyper-parameters ``hparams`` (defaults otherwise), initialised from ``seed``.
+
+    The global RNG is left as it was; the same ``(arch, seed, hparams)`` gives the same weights.
+    """
+    cls = network_class(arch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(**hparams)
+
+
+def checkpoint_root() -> Path:
+    """``$CPD_CHECKPOINTS``, else ``checkpoints/`` at the top of the repository."""
+    env = os.environ.get("CPD_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def checkpoint_dir(arch: str, target: str, root: str | Path | None = None) -> Path:
+    """``<root>/qm9/<arch>-<target>``: where ``cpd train`` writes and the registry reads."""
+    return Path(root or checkpoint_root()) / "qm9" / f"{arch}-{target}"
+
+
+def train_command(arch: str, target: str) -> str:
+    """The command that trains ``arch`` on ``target`` into the registry's folder."""
+    return f"cpd train --arch {arch} --target {target}"
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The network stored in ``path`` (a ``model.pt``) in eval mode, and the checkpoint dict.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the file is missing.
+    InputError
+        If it is not a checkpoint of :mod:`cpd_core.training`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (written by `cpd train`)")
+    net = build_network(ckpt["arch"], **ckpt["hparams"])
+    net.load_state_dict(ckpt["state_dict"])
+    return net.eval(), ckpt
+
+
+def read_manifest(arch: str, target: str, root: str | Path | None = None) -> dict:
+    """The ``manifest.json`` of a trained network (``{}`` if there is none)."""
+    path = checkpoint_dir(arch, target, root) / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class NetFeaturizer(Featurizer):
+    """Per-layer atom features of a network trained here (or of its random-init twin).
+
+    Examples
+    --------
+    >>> f = NetFeaturizer(card=REGISTRY_CARDS["painn-qm9-random"], net=build_network("painn", hidden=8))
+    >>> import numpy as np
+    >>> blocks = f(AtomsBatch.from_arrays([[8, 1, 1]], [np.eye(3)]))
+    >>> sorted(blocks)[:3], tuple(blocks["layer1/L1"].shape)
+    (['embedding/L0', 'layer1/L0', 'layer1/L1'], (3, 8, 3))
+    """
+
+    elements = QM9_ELEMENTS
+
+    def __init__(self, card: ModelCard, net: torch.nn.Module):
+        self.card = card
+        self.module = net.eval().requires_grad_(False)
+
+    def features(self, batch: AtomsBatch) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            _, blocks = self.module(batch.numbers, batch.positions, batch.batch)
+        return blocks
+
+
+def _trained(arch: str, target: str, card_name: str):
+    def build(**options):
+        if options:
+            raise InputError(f"{card_name} takes no options, got {sorted(options)}")
+        path = checkpoint_dir(arch, target) / "model.pt"
+        if not path.is_file():
+            raise WeightsNotFoundError(f"{card_name}: no checkpoint at {path}; train it with "
+                                       f"`{train_command(arch, target)}` (or set CPD_CHECKPOINTS)")
+        net, _ = load_checkpoint(path)
+        return NetFeaturizer(REGISTRY_CARDS[card_name], net)
+    return build
+
+
+def _random(arch: str, card_name: str):
+    def build(seed: int = 0):
+        # the architecture of the gap-trained network when there is one, else the defaults
+        hparams = read_manifest(arch, "gap").get("hparams", {})
+        return NetFeaturizer(REGISTRY_CARDS[card_name], build_network(arch, seed=seed, **hparams))
+    return build
+
+
+def _cards() -> list[ModelCard]:
+    cards = []
+    for arch, (module, cls, family) in ARCHITECTURES.items():
+        for target in TRAINED_TARGETS:
+            name = f"{arch}-qm9-{target}"
+            cards.append(ModelCard(
+                name, family=family, status="trained-here",
+                training_data=f"QM9 {target} (this project's split; see checkpoints/qm9/{arch}-{target})",
+                source=f"checkpoints/qm9/{arch}-{target}/model.pt ({module}.{cls})", domain="molecules",
+                build=_trained(arch, target, name)))
+        name = f"{arch}-qm9-random"
+        cards.append(ModelCard(
+            name, family=family, status="random-init", training_data="untrained",
+            source=f"{module}.{cls}, hyper-parameters of {arch}-qm9-gap, seed 0", domain="molecules",
+            twin_of=f"{arch}-qm9-gap", build=_random(arch, name)))
+    return cards
+
+
+CARDS = _cards()
+REGISTRY_CARDS = {c.name: c for c in CARDS}

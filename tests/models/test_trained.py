@@ -1,0 +1,55 @@
+"""Networks trained here, through the registry: checkpoints load, twins match, missing files say what to do."""
+
+import numpy as np
+import pytest
+import torch
+
+from cpd_core.errors import InputError
+from cpd_core.models import REGISTRY, WeightsNotFoundError, load
+from cpd_core.models.base import AtomsBatch
+from cpd_core.models.trained import ARCHITECTURES, TRAINED_TARGETS, build_network, load_checkpoint
+from cpd_core.training.trainer import save
+
+
+def test_every_architecture_has_three_cards():
+    for arch in ARCHITECTURES:
+        cards = [REGISTRY[f"{arch}-qm9-{s}"] for s in (*TRAINED_TARGETS, "random")]
+        assert [c.status for c in cards] == ["trained-here", "trained-here", "random-init"]
+        assert cards[2].twin_of == f"{arch}-qm9-gap" and len({c.family for c in cards}) == 1
+
+
+def test_missing_checkpoint_names_the_training_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(WeightsNotFoundError, match="cpd train --arch painn --target U0"):
+        load("painn-qm9-U0")
+
+
+def _checkpoint(root, arch, target, hparams, seed=1):
+    net = build_network(arch, seed=seed, **hparams)
+    manifest = {"arch": arch, "target": target, "hparams": net.hparams,
+                "normalisation": {"pooling": "mean", "scale": 1.0, "offset": 0.0, "atomref": [0.0] * 10}}
+    save(net, manifest, root / "qm9" / f"{arch}-{target}")
+    return net
+
+
+def test_trained_card_loads_its_checkpoint_and_twin_copies_its_architecture(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
+    hparams = {"hidden": 8, "num_layers": 2, "num_rbf": 6}
+    net = _checkpoint(tmp_path, "painn", "gap", hparams)
+    featurizer = load("painn-qm9-gap", device="cpu")
+    assert featurizer.card.status == "trained-here"
+    for (name, a), b in zip(net.state_dict().items(), featurizer.module.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    twin = load("painn-qm9-random", device="cpu")
+    assert twin.module.hparams == featurizer.module.hparams
+    assert any(not torch.equal(a, b) for a, b in zip(twin.module.parameters(), featurizer.module.parameters()))
+    batch = AtomsBatch.from_arrays([[8, 1, 1]], [np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])])
+    blocks = featurizer(batch)
+    assert set(blocks) == {"embedding/L0", "layer1/L0", "layer1/L1", "layer2/L0", "layer2/L1"}
+    assert blocks["layer2/L1"].shape == (3, 8, 3)
+
+
+def test_load_checkpoint_refuses_other_files(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "model.pt")
+    with pytest.raises(InputError, match="not a cpd-qm9-net"):
+        load_checkpoint(tmp_path / "model.pt")
