@@ -136,3 +136,62 @@ def gradient_plot(summary: pd.DataFrame, order: list[str] | None = None, floor: 
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do
     return fig
+
+
+SUPERVISION_COLORS = {"gap-trained": "#0173b2", "U0-trained": "#de8f05", "random-init": "0.65"}
+
+
+def alignment_plot(table: pd.DataFrame, paper: dict | None = None, floor: float = -0.5) -> plt.Figure:
+    """R²_geom per architecture and target for the gap-trained, U0-trained and random-init twins.
+
+    ``table`` is :func:`cpd_core.experiments.alignment.alignment_table`; ``paper`` maps
+    ``(arch, supervision)`` to the paper's value for the gap, drawn as black diamonds. Bars stop
+    at ``floor`` (their value is printed when they go below it).
+    """
+    targets = list(dict.fromkeys(table["target"]))
+    columns = [c for c in SUPERVISION_COLORS if c in table.columns]
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 3.8), sharey=True, squeeze=False)
+    width = 0.8 / len(columns)
+    for ax, target in zip(axes[0], targets):
+        sub = table[table["target"] == target].reset_index(drop=True)
+        x = np.arange(len(sub))
+        for k, column in enumerate(columns):
+            pos = x + (k - (len(columns) - 1) / 2) * width
+            values = sub[column].to_numpy(dtype=float)
+            ax.bar(pos, np.maximum(values, floor), width, color=SUPERVISION_COLORS[column], label=column)
+            for p, v in zip(pos, values):
+                if v < floor:
+                    ax.text(p, floor + 0.02, f"{v:.1f}", ha="center", va="bottom", fontsize=7, rotation=90)
+            if paper and target == "gap":
+                marks = [(p, paper[(a, column)]) for p, a in zip(pos, sub["arch"]) if (a, column) in paper]
+                if marks:
+                    ax.scatter(*zip(*marks), marker="D", color="black", s=22, zorder=3,
+                               label="paper" if k == 0 else None)
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_xticks(x, sub["arch"])
+        ax.set(title=target, ylim=(floor, 1.0))
+    axes[0][0].set_ylabel("ridge R²_geom (5-fold CV)")
+    legend = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 1.02))
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    plt.close(fig)
+    return fig
+
+
+def training_curves(histories: pd.DataFrame) -> plt.Figure:
+    """Validation MAE (log scale) against training minutes, one line per architecture, per target."""
+    targets = list(dict.fromkeys(histories["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 3.4), squeeze=False)
+    palette = dict(zip(dict.fromkeys(histories["arch"]), sns.color_palette("colorblind")))
+    for ax, target in zip(axes[0], targets):
+        for arch, grp in histories[histories["target"] == target].groupby("arch", sort=False):
+            ax.plot(grp["minutes"], grp["val_mae_meV"], marker="o", ms=3, color=palette[arch], label=arch)
+        ax.set(yscale="log", title=target, xlabel="training time (min)", ylabel="validation MAE (meV)")
+    axes[0][0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
