@@ -59,7 +59,7 @@ import math
 import torch
 from torch import nn
 
-from cpd_core.errors import InputError
+from cpd_core.models.base import check_numbers
 from cpd_core.models.graph import radius_graph
 
 #: Added under the square root of the vector norms in the update block.
@@ -183,9 +183,7 @@ class PaiNN(nn.Module):
         self.readout = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.SiLU(), nn.Linear(hidden // 2, 1))
 
     def forward(self, numbers: torch.Tensor, positions: torch.Tensor, batch: torch.Tensor):
-        if bool(((numbers < 0) | (numbers >= self.max_z)).any()):
-            bad = sorted({z for z in numbers.tolist() if not 0 <= z < self.max_z})
-            raise InputError(f"PaiNN embeds atomic numbers 0 … {self.max_z - 1}, got {bad}")
+        check_numbers(numbers, self.max_z, "PaiNN")
         edge_index, _, _ = radius_graph(positions, batch, self.cutoff)
         i, j = edge_index
         vec = positions[j] - positions[i]

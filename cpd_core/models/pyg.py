@@ -33,23 +33,8 @@ from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import scatter
 
 from cpd_core.errors import InputError
+from cpd_core.models.base import check_numbers
 from cpd_core.models.graph import radius_graph, triplets
-
-
-def check_numbers(numbers: torch.Tensor, max_z: int, name: str) -> None:
-    """Raise :class:`~cpd_core.errors.InputError` naming the atomic numbers outside ``0 … max_z − 1``.
-
-    Examples
-    --------
-    >>> check_numbers(torch.tensor([1, 6, 8]), 10, "SchNetNet")
-    >>> check_numbers(torch.tensor([1, 17]), 10, "SchNetNet")
-    Traceback (most recent call last):
-    ...
-    cpd_core.errors.InputError: SchNetNet embeds atomic numbers below max_z = 10, got [17]
-    """
-    if bool(((numbers < 0) | (numbers >= max_z)).any()):
-        bad = sorted({int(z) for z in numbers.tolist() if not 0 <= z < max_z})
-        raise InputError(f"{name} embeds atomic numbers below max_z = {max_z}, got {bad}")
 
 
 def _distances(positions: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:

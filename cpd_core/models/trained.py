@@ -34,6 +34,7 @@ import torch
 
 from cpd_core.errors import InputError
 from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError
+from cpd_core.models.mace import QM9_ELEMENTS  # H, C, N, O, F: what the trained networks support
 
 #: arch -> (module, class name, family); modules are imported only when a network is built.
 ARCHITECTURES = {
@@ -45,8 +46,6 @@ ARCHITECTURES = {
 }
 #: Targets the networks are trained on.
 TRAINED_TARGETS = ("gap", "U0")
-#: Elements of QM9 (H, C, N, O, F): what the trained networks support.
-QM9_ELEMENTS = (1, 6, 7, 8, 9)
 #: Format tag of the checkpoints :mod:`cpd_core.training` writes.
 CHECKPOINT_FORMAT = "cpd-qm9-net/1"
 
