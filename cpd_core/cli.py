@@ -8,6 +8,7 @@ Examples::
     cpd extract --model mace:/path/to/MACE-OFF23_medium.model --n 1000
     cpd probe --model ani2x-aev --n 5000 --target gap --probe ridge mlp gbt
     cpd train --arch painn --target gap --max-minutes 30 --device cuda
+    cpd train --arch painn --target gap --max-minutes 30 --device cuda --resume   # 30 more minutes
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     p.add_argument("--target", required=True, choices=list(TRAINED_TARGETS))
     p.add_argument("--out", default=None,
-                   help="folder for model.pt and manifest.json (default: checkpoints/qm9/ARCH-TARGET, "
-                        "where the registry looks)")
+                   help="folder for model.pt, manifest.json, snapshots/ and state.pt "
+                        "(default: checkpoints/qm9/ARCH-TARGET, where the registry looks)")
     p.add_argument("--max-epochs", type=int, default=1000)
     p.add_argument("--max-minutes", type=float, default=60.0, help="wall-time budget of the training loop")
     p.add_argument("--patience", type=int, default=30, help="epochs without validation improvement before stopping")
@@ -71,6 +72,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--hparams", default="{}", help='network hyper-parameters as JSON, e.g. \'{"hidden": 64}\'')
+    p.add_argument("--snapshots", type=int, default=4,
+                   help="keep K snapshots of the averaged weights, after the epochs that reach 1/K, 2/K, ... "
+                        "of the budget, in OUT/snapshots/ (0: none; default 4)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder (its state.pt) for a new --max-epochs/--max-minutes "
+                        "budget, with a warm restart of the schedule; the other options must be those of the run")
 
 
 def _train(args) -> None:
@@ -89,8 +96,8 @@ def _train(args) -> None:
     config = TrainConfig(arch=args.arch, target=args.target, max_epochs=args.max_epochs,
                          max_minutes=args.max_minutes, patience=args.patience, batch_size=args.batch_size,
                          lr=args.lr, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
-                         split_seed=args.split_seed, device=args.device, hparams=hparams)
-    manifest = train(config, out_dir=args.out, log=lambda line: print(line, flush=True))
+                         split_seed=args.split_seed, device=args.device, snapshots=args.snapshots, hparams=hparams)
+    manifest = train(config, out_dir=args.out, log=lambda line: print(line, flush=True), resume=args.resume)
     result = manifest["result"]
     print(f"test MAE {result['test_mae_meV']:.2f} meV after {result['epochs']} epochs "
           f"({result['train_minutes']:.1f} min, stopped by {result['stopped_by']})")

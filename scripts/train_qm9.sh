@@ -8,7 +8,9 @@
 #                              MACE at max_ell 2 / correlation 2 (correlation 3 costs 3 s a step on one core),
 #                              two networks at a time on one thread each
 #
-# Every run writes model.pt + manifest.json (with its command line); logs go to build/train-logs/.
+# Every run writes model.pt + manifest.json (with its command line), snapshots/epochEEE.pt (the averaged weights
+# at 1/4, 2/4, 3/4 and the end of the budget; --snapshots K to change) and state.pt (git-ignored), with which the
+# same command plus --resume and a new --max-minutes continues training; logs go to build/train-logs/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mode=${1:?usage: scripts/train_qm9.sh cpu|gpu}

@@ -21,10 +21,16 @@ painn       :class:`~cpd_core.models.painn.PaiNN`          written here
 visnet      :class:`~cpd_core.models.pyg.ViSNetNet`        torch-geometric layers
 mace        :class:`~cpd_core.models.mace.MACENet`         mace-torch
 ==========  ===================================  =========================================
+
+A run also keeps snapshots of its weights part-way through training (``cpd train
+--snapshots``): :func:`snapshot_paths` lists them, :func:`load_snapshot` loads one as
+``<arch>-qm9-<target>@epoch<E>``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -187,3 +193,55 @@ def _cards() -> list[ModelCard]:
 
 CARDS = _cards()
 REGISTRY_CARDS = {c.name: c for c in CARDS}
+
+
+def snapshot_paths(arch: str, target: str, root: str | Path | None = None) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of the weight snapshots a run of ``cpd train`` kept, by epoch, from its manifest.
+
+    Empty when there are none (a run before ``--snapshots`` existed, ``--snapshots 0``, no run).
+    """
+    folder = checkpoint_dir(arch, target, root)
+    return sorted((int(s["epoch"]), folder / s["file"]) for s in read_manifest(arch, target, root).get("snapshots", []))
+
+
+def load_snapshot(arch: str, target: str, epoch: int, root: str | Path | None = None,
+                  device: str | None = "auto") -> NetFeaturizer:
+    """The network ``<arch>-qm9-<target>`` as it was after ``epoch``, as a featurizer.
+
+    Its card is the registry's, named ``<arch>-qm9-<target>@epoch<epoch>``; with the weights
+    hash in :meth:`~cpd_core.models.base.Featurizer.spec`, features of every snapshot are cached
+    apart.
+
+    Parameters
+    ----------
+    arch, target : str
+    epoch : int
+        One of the epochs of :func:`snapshot_paths`.
+    root : path, optional
+        The checkpoint root (default :func:`checkpoint_root`).
+    device : str, optional
+        As in :func:`cpd_core.models.load`.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the run kept no snapshot after ``epoch`` (the message lists those it kept).
+    """
+    from cpd_core.models.base import resolve_device
+
+    base = REGISTRY_CARDS.get(f"{arch}-qm9-{target}")
+    if base is None:
+        raise InputError(f"no trained network {arch}-qm9-{target}; architectures {list(ARCHITECTURES)}, "
+                         f"targets {list(TRAINED_TARGETS)}")
+    paths = dict(snapshot_paths(arch, target, root))
+    if epoch not in paths:
+        raise WeightsNotFoundError(f"{base.name} has no snapshot after epoch {epoch} in "
+                                   f"{checkpoint_dir(arch, target, root)}; it has {sorted(paths) or 'none'} "
+                                   f"(`{train_command(arch, target)} --snapshots K` keeps K)")
+    net, _ = load_checkpoint(paths[epoch])
+    card = dataclasses.replace(base, name=f"{base.name}@epoch{epoch}", source=f"{paths[epoch]} (snapshot)",
+                               training_data=f"{base.training_data}, after epoch {epoch}",
+                               build=functools.partial(load_snapshot, arch, target, epoch, root=root, device="cpu"))
+    featurizer = NetFeaturizer(card, net)
+    featurizer.spec()  # hash the weights as loaded, as cpd_core.models.load does
+    return featurizer.to(resolve_device(device), featurizer.dtype)

@@ -16,7 +16,21 @@ value its authors used or, where that diverged in short runs, the nearest that d
   MAE is kept, and training stops early after ``patience`` epochs without improvement;
 * **outputs**: ``model.pt`` (the kept weights in float32, the architecture and the target
   normalisation; loadable with ``torch.load(weights_only=True)``) and ``manifest.json``
-  (everything needed to judge and repeat the run, the test MAE included).
+  (everything needed to judge and repeat the run, the test MAE included);
+* **snapshots** (``snapshots=K``): the EMA weights after each epoch at which the progress
+  through the budget (the quantity the schedule follows) first reaches :math:`i/K`,
+  :math:`i = 1..K`, in ``snapshots/epoch{E:03d}.pt`` (the format of ``model.pt``), listed in
+  the manifest's ``"snapshots"``; a run stopped early (patience) keeps those it reached, and
+  fewer epochs than ``K`` give fewer files;
+* **resuming** (``resume=True``): ``state.pt`` (live and EMA weights, Adam's state, the best
+  weights so far, counters, history, the batch-order and torch RNG states, the settings) lets a
+  run continue for a new budget of ``max_epochs``/``max_minutes``. The new segment is a *warm
+  restart*: the same warm-up and cosine schedule again over the new budget (a run that ended
+  by its budget sits at 1 % of the peak rate, from which a decay-only schedule could not move);
+  the patience count restarts, the best weights and the history carry over and epochs keep
+  counting. Everything else (:data:`RESUMABLE` lists what may change) must be the same.
+  Continuing a constant-rate run (``warmup=0``, ``final_lr=1``) over epochs reproduces the
+  uninterrupted run exactly.
 """
 
 from __future__ import annotations
@@ -49,6 +63,12 @@ from cpd_core.training.data import MAX_Z, SPLIT_SIZES, Normalisation, QM9Tensors
 
 #: Peak learning rate per architecture.
 LEARNING_RATES = {"schnet": 5e-4, "dimenet++": 1e-3, "painn": 5e-4, "visnet": 5e-4, "mace": 5e-3}
+#: Settings a resumed run may change: its budget, snapshots and where it runs.
+RESUMABLE = ("max_epochs", "max_minutes", "patience", "snapshots", "device", "eval_batch_size")
+#: Format tag of ``state.pt``.
+STATE_FORMAT = "cpd-qm9-train-state/1"
+#: How a resumed segment schedules its learning rate (recorded in the manifest).
+RESTART_SCHEDULE = "warm restart: warm-up then cosine decay again over the new budget"
 
 
 @dataclass
@@ -73,6 +93,7 @@ class TrainConfig:
     grad_clip: float = 10.0
     warmup: float = 0.02
     final_lr: float = 0.01
+    snapshots: int = 4
     hparams: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -83,6 +104,8 @@ class TrainConfig:
         for name in ("max_epochs", "batch_size", "eval_batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.snapshots < 0:
+            raise InputError(f"snapshots must be 0 or more, got {self.snapshots}")
         if self.max_minutes <= 0:
             raise InputError(f"max_minutes must be positive, got {self.max_minutes}")
         for name, total in (("n_train", SPLIT_SIZES[0]), ("n_val", SPLIT_SIZES[1]), ("n_test", 10_831)):
@@ -165,24 +188,41 @@ def _git_commit() -> str:
 
 
 def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tensors | None = None,
-          command: str | None = None, log=print) -> dict:
-    """Train one network under the protocol; write ``model.pt`` and ``manifest.json``; return the manifest.
+          command: str | None = None, log=print, resume: bool = False) -> dict:
+    """Train one network under the protocol; write ``model.pt``, ``manifest.json``, snapshots and ``state.pt``.
 
     Parameters
     ----------
     config : TrainConfig
     out_dir : path, optional
-        Where the two files go (default :func:`~cpd_core.models.trained.checkpoint_dir`).
+        Where the files go (default :func:`~cpd_core.models.trained.checkpoint_dir`).
     data : QM9Tensors, optional
         The molecules (default all of QM9 for ``config.target``, on the run's device).
     command : str, optional
         The command line recorded in the manifest (default ``sys.argv``).
     log : callable
         Receives one line per epoch (``None``: silent).
+    resume : bool
+        Continue the run whose ``state.pt`` is in ``out_dir`` for the budget of ``config``
+        (see the module docstring); the manifest then has ``"resumed_from"``.
+
+    Returns
+    -------
+    dict
+        The manifest.
+
+    Raises
+    ------
+    InputError
+        If ``resume`` finds no ``state.pt``, or one of another run (architecture, target,
+        hyper-parameters or a setting outside :data:`RESUMABLE`).
     """
     log = log or (lambda *_: None)
+    out_dir = Path(out_dir or checkpoint_dir(config.arch, config.target))
     device = resolve_device(config.device)
     started = time.monotonic()
+    net = build_network(config.arch, seed=config.seed, **config.hparams)
+    previous = _read_state(out_dir, config, net.hparams) if resume else None
     data = QM9Tensors(config.target, device) if data is None else data
     parts = split_indices(len(data), config.split_seed,
                           SPLIT_SIZES if len(data) > sum(SPLIT_SIZES) else _small_split(len(data)))
@@ -191,19 +231,33 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tenso
     test_rows = parts["test"][:config.n_test]
     norm = Normalisation.fit(config.target, data.y[torch.as_tensor(train_rows, device=device)].cpu().numpy(),
                              data.counts(train_rows))
-    net = build_network(config.arch, seed=config.seed, **config.hparams)
     model = Regressor(net, norm).to(device=device)
     params = [p for p in net.parameters() if p.requires_grad]
     ema = [p.detach().clone() for p in params]
     optimizer = torch.optim.Adam(params, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
+    history, best, best_state, best_epoch, step, done_minutes, commands = [], math.inf, None, 0, 0, 0.0, []
+    snapshots, taken = [], {}  # manifest entries, and file -> weights of this segment's snapshots
+    if previous is not None:
+        net.load_state_dict(previous["weights"])
+        with torch.no_grad():
+            for e, saved in zip(ema, previous["ema"]):
+                e.copy_(saved)
+        optimizer.load_state_dict(previous["optimizer"])
+        generator.set_state(previous["rng"]["batches"])
+        torch.set_rng_state(previous["rng"]["torch"])
+        history, step, commands, snapshots = (previous[k] for k in ("history", "step", "commands", "snapshots"))
+        best, best_epoch, best_state = (previous["best"][k] for k in ("val_mae_meV", "epoch", "state_dict"))
+        done_minutes = previous["train_minutes"]
+    first = len(history)  # epochs before this segment
     budget_s = config.max_minutes * 60
     n_batches = math.ceil(len(train_rows) / config.batch_size)
-    history, best, best_state, best_epoch, since_best, step, stopped_by = [], math.inf, None, 0, 0, 0, "epochs"
+    since_best, marks, stopped_by = 0, 0, "epochs"
     train_started = time.monotonic()
     log(f"{config.arch} on {config.target}: {sum(p.numel() for p in params):,} parameters, "
-        f"{len(train_rows):,} train / {len(val_rows):,} val / {len(test_rows):,} test molecules, {device}")
-    for epoch in range(1, config.max_epochs + 1):
+        f"{len(train_rows):,} train / {len(val_rows):,} val / {len(test_rows):,} test molecules, {device}"
+        + (f", resuming after epoch {first}" if previous else ""))
+    for epoch in range(first + 1, first + config.max_epochs + 1):
         model.train()
         order = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=generator)].to(device)
         losses, out_of_time = [], False
@@ -212,7 +266,7 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tenso
             if elapsed >= budget_s:
                 out_of_time = True
                 break
-            progress = max((epoch - 1 + i / n_batches) / config.max_epochs, elapsed / budget_s)
+            progress = max((epoch - first - 1 + i / n_batches) / config.max_epochs, elapsed / budget_s)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(progress, config.lr, config.warmup, config.final_lr)
             numbers, positions, batch, y = data.batch(chunk)
@@ -235,31 +289,48 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tenso
             for p, e in zip(params, ema):
                 p.copy_(e)
         val_mae = _mae_mev(model, data, val_rows, config.eval_batch_size)
+        elapsed = time.monotonic() - train_started
         history.append({"epoch": epoch, "steps": step, "train_loss": float(torch.stack(losses).mean()),
                         "val_mae_meV": val_mae, "lr": optimizer.param_groups[0]["lr"],
-                        "minutes": (time.monotonic() - train_started) / 60, "partial": out_of_time})
+                        "minutes": done_minutes + elapsed / 60, "partial": out_of_time})
         if val_mae < best:
             best, best_epoch, since_best = val_mae, epoch, 0
             best_state = copy.deepcopy(net.state_dict())
         else:
             since_best += 1
+        reached = 1.0 if out_of_time else max((epoch - first) / config.max_epochs, elapsed / budget_s)
+        crossed = sum(reached >= i / config.snapshots for i in range(1, config.snapshots + 1))
+        if crossed > marks:  # the EMA weights, as validated
+            marks = crossed
+            snapshots.append({"file": f"snapshots/epoch{epoch:03d}.pt", "epoch": epoch, "step": step,
+                              "minutes": history[-1]["minutes"], "val_mae_meV": val_mae})
+            taken[snapshots[-1]["file"]] = _cpu_float32(net.state_dict())
         with torch.no_grad():
             for p, v in zip(params, live):
                 p.copy_(v)
         log(f"epoch {epoch:4d}  loss {history[-1]['train_loss']:.4f}  val MAE {val_mae:9.2f} meV  "
             f"lr {history[-1]['lr']:.2e}  {history[-1]['minutes']:6.1f} min" + ("  (time)" if out_of_time else ""))
-        if out_of_time:
+        if out_of_time or elapsed >= budget_s:
             stopped_by = "time"
             break
         if since_best >= config.patience:
             stopped_by = "patience"
             break
-    train_s = time.monotonic() - train_started
+    train_minutes = done_minutes + (time.monotonic() - train_started) / 60
     if best_state is None:
         raise InputError(f"no training step fitted in max_minutes={config.max_minutes}")
+    command = command or shlex.join(["cpd", *sys.argv[1:]])
+    state = {"format": STATE_FORMAT, "arch": config.arch, "target": config.target, "hparams": net.hparams,
+             "config": asdict(config), "weights": _cpu(net.state_dict()), "ema": [e.cpu() for e in ema],
+             "optimizer": optimizer.state_dict(), "step": step, "epoch": len(history), "history": history,
+             "best": {"val_mae_meV": best, "epoch": best_epoch, "state_dict": _cpu(best_state)},
+             "snapshots": snapshots, "commands": [*commands, command], "train_minutes": train_minutes,
+             "rng": {"batches": generator.get_state(), "torch": torch.get_rng_state()}}
     net.load_state_dict(best_state)
     test_mae = _mae_mev(model, data, test_rows, config.eval_batch_size)
     log(f"best epoch {best_epoch}: val MAE {best:.2f} meV, test MAE {test_mae:.2f} meV")
+    total_minutes = state["total_minutes"] = (
+        (previous["total_minutes"] if previous else 0.0) + (time.monotonic() - started) / 60)
     manifest = {
         "format": CHECKPOINT_FORMAT, "arch": config.arch, "target": config.target,
         "target_unit": "eV", "hparams": net.hparams,
@@ -272,13 +343,48 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tenso
         "normalisation": norm.to_dict(),
         "result": {"val_mae_meV": best, "test_mae_meV": test_mae, "best_epoch": best_epoch,
                    "epochs": len(history), "steps": step, "stopped_by": stopped_by,
-                   "train_minutes": train_s / 60, "total_minutes": (time.monotonic() - started) / 60},
+                   "train_minutes": train_minutes, "total_minutes": total_minutes},
         "device": _device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-        "command": command or shlex.join(["cpd", *sys.argv[1:]]), "git_commit": _git_commit(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "history": history,
+        "command": command, "commands": state["commands"], "git_commit": _git_commit(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "snapshots": snapshots, "history": history,
     }
-    save(net, manifest, out_dir or checkpoint_dir(config.arch, config.target))
+    if previous is not None:
+        manifest["resumed_from"] = {
+            "epochs": first, "steps": previous["step"], "train_minutes": done_minutes,
+            "val_mae_meV": previous["best"]["val_mae_meV"], "best_epoch": previous["best"]["epoch"],
+            "lr": history[first - 1]["lr"] if first else None, "schedule": RESTART_SCHEDULE}
+    save(net, manifest, out_dir, snapshots=taken, state=state)
     return manifest
+
+
+def _read_state(out_dir: Path, config: TrainConfig, hparams: dict) -> dict:
+    """The ``state.pt`` in ``out_dir``, checked to be a run of ``config`` with network ``hparams``."""
+    path = out_dir / "state.pt"
+    if not path.is_file():
+        raise InputError(f"--resume: no state.pt in {out_dir}, so no run to continue there "
+                         "(runs from before --resume have none: train without --resume to start one)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise InputError(f"--resume: {path} is not a {STATE_FORMAT} file (written by `cpd train`)")
+    if (state["arch"], state["target"]) != (config.arch, config.target):
+        raise InputError(f"--resume: {path} is a {state['arch']} run on {state['target']}, "
+                         f"not {config.arch} on {config.target}")
+    asked, saved = {**asdict(config), "hparams": hparams}, {**state["config"], "hparams": state["hparams"]}
+    differ = [f"{k} {saved.get(k)!r} (asked {v!r})" for k, v in asked.items()
+              if k not in RESUMABLE and v != saved.get(k)]
+    if differ:
+        raise InputError(f"--resume: the run in {out_dir} has {', '.join(differ)}; only "
+                         f"{', '.join(RESUMABLE)} may change (its command: {state['commands'][-1]})")
+    return state
+
+
+def _cpu(state_dict: dict) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+
+
+def _cpu_float32(state_dict: dict) -> dict:
+    """A copy on the CPU, floating tensors in float32 (what ``model.pt`` and snapshots hold)."""
+    return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in _cpu(state_dict).items()}
 
 
 def _small_split(n: int) -> tuple[int, int]:
@@ -287,17 +393,39 @@ def _small_split(n: int) -> tuple[int, int]:
     return max(1, n - 2 * n_val), n_val
 
 
-def save(net: torch.nn.Module, manifest: dict, out_dir: str | Path) -> Path:
-    """Write ``model.pt`` (float32 weights + what rebuilds the network) and ``manifest.json``."""
+def save(net: torch.nn.Module, manifest: dict, out_dir: str | Path, snapshots: dict | None = None,
+         state: dict | None = None) -> Path:
+    """Write ``model.pt`` (float32 weights + what rebuilds the network), ``manifest.json``, snapshots, ``state.pt``.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+    manifest : dict
+        Its ``"snapshots"`` (default none) list the snapshot files the folder keeps: others in
+        ``snapshots/`` (a previous run's) are removed.
+    out_dir : path
+    snapshots : dict, optional
+        Snapshot files to write, ``{"snapshots/epoch003.pt": state_dict}``.
+    state : dict, optional
+        What :func:`train` needs to resume, written to ``state.pt``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous()
-             for k, v in net.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "arch": manifest["arch"], "hparams": manifest["hparams"],
-                "target": manifest["target"], "normalisation": manifest["normalisation"], "state_dict": state},
-               out_dir / "model.pt")
+    head = {"format": CHECKPOINT_FORMAT, "arch": manifest["arch"], "hparams": manifest["hparams"],
+            "target": manifest["target"], "normalisation": manifest["normalisation"]}
+    keep = {s["file"] for s in manifest.get("snapshots", [])}
+    for old in (out_dir / "snapshots").glob("epoch*.pt"):
+        if old.relative_to(out_dir).as_posix() not in keep:
+            old.unlink()
+    for file, weights in (snapshots or {}).items():
+        (out_dir / file).parent.mkdir(exist_ok=True)
+        torch.save({**head, "state_dict": _cpu_float32(weights)}, out_dir / file)
+    if state is not None:
+        torch.save(state, out_dir / "state.pt")
+    torch.save({**head, "state_dict": _cpu_float32(net.state_dict())}, out_dir / "model.pt")
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return out_dir
 
 
-__all__ = ["LEARNING_RATES", "MAX_Z", "Regressor", "TrainConfig", "evaluate", "learning_rate", "save", "train"]
+__all__ = ["LEARNING_RATES", "MAX_Z", "RESUMABLE", "Regressor", "TrainConfig", "evaluate", "learning_rate", "save",
+           "train"]

@@ -7,7 +7,14 @@ import torch
 from cpd_core.errors import InputError
 from cpd_core.models import REGISTRY, WeightsNotFoundError, load
 from cpd_core.models.base import AtomsBatch
-from cpd_core.models.trained import ARCHITECTURES, TRAINED_TARGETS, build_network, load_checkpoint
+from cpd_core.models.trained import (
+    ARCHITECTURES,
+    TRAINED_TARGETS,
+    build_network,
+    load_checkpoint,
+    load_snapshot,
+    snapshot_paths,
+)
 from cpd_core.training.trainer import save
 
 
@@ -53,3 +60,33 @@ def test_load_checkpoint_refuses_other_files(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "model.pt")
     with pytest.raises(InputError, match="not a cpd-qm9-net"):
         load_checkpoint(tmp_path / "model.pt")
+
+
+def test_snapshots_load_under_their_own_names_and_hashes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
+    hparams = {"hidden": 8, "num_layers": 2, "num_rbf": 6}
+    final = _checkpoint(tmp_path, "painn", "gap", hparams)
+    assert snapshot_paths("painn", "gap") == []  # a manifest without "snapshots" (the committed ones)
+    with pytest.raises(WeightsNotFoundError, match="no snapshot after epoch 2 .* it has none .*--snapshots K"):
+        load_snapshot("painn", "gap", 2)
+    folder = tmp_path / "qm9" / "painn-gap"
+    nets = {e: build_network("painn", seed=10 + e, **hparams) for e in (2, 5)}
+    manifest = {"arch": "painn", "target": "gap", "hparams": final.hparams,
+                "normalisation": {"pooling": "mean", "scale": 1.0, "offset": 0.0, "atomref": [0.0] * 10},
+                "snapshots": [{"file": f"snapshots/epoch{e:03d}.pt", "epoch": e} for e in (5, 2)]}
+    save(final, manifest, folder, snapshots={f"snapshots/epoch{e:03d}.pt": n.state_dict() for e, n in nets.items()})
+    assert snapshot_paths("painn", "gap") == [(e, folder / f"snapshots/epoch{e:03d}.pt") for e in (2, 5)]
+    specs = {load("painn-qm9-gap", device="cpu").spec()["weights"]}
+    for epoch, net in nets.items():
+        snap = load_snapshot("painn", "gap", epoch, device="cpu")
+        assert snap.name == f"painn-qm9-gap@epoch{epoch}" and snap.card.status == "trained-here"
+        assert type(snap) is type(load("painn-qm9-gap", device="cpu"))
+        for (name, a), b in zip(net.state_dict().items(), snap.module.state_dict().values()):
+            torch.testing.assert_close(a, b, msg=name)
+        assert snap.card.build().spec() == snap.spec()
+        specs.add(snap.spec()["weights"])
+    assert len(specs) == 3
+    with pytest.raises(WeightsNotFoundError, match=r"it has \[2, 5\]"):
+        load_snapshot("painn", "gap", 3)
+    with pytest.raises(InputError, match="no trained network painn-qm9-dipole"):
+        load_snapshot("painn", "dipole", 2)
