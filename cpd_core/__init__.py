@@ -4,7 +4,10 @@ The public API (stable; the book, the tests and later chapters rely on it):
 
 - :func:`composition_matrix` / :func:`composition` — what "composition" means, as a matrix;
 - :func:`project_out` / :class:`CompositionProjector` — exact removal of its span;
-- :func:`cpd` / :func:`cpd_table` — cross-validated R²_full, R²_comp, R²_geom with ridge, MLP or GBT probes.
+- :func:`cpd` / :func:`cpd_table` — cross-validated R²_full, R²_comp, R²_geom with ridge (closed form), MLP or
+  GBT probes, each with a 95 % interval (``CPDResult.ci``);
+- :func:`compare` — the paired difference of two results on the same molecules, with its interval;
+- :func:`best_block` — nested choice of the most informative block.
 
 The CPD math needs only numpy, scipy and scikit-learn: it works on features from any source.
 """
@@ -12,13 +15,19 @@ The CPD math needs only numpy, scipy and scikit-learn: it works on features from
 from cpd_core.composition import Composition, composition, composition_matrix
 from cpd_core.decomposition import CPDResult, cpd, cpd_table
 from cpd_core.errors import InputError
+from cpd_core.intervals import Comparison, compare
+from cpd_core.selection import BlockChoice, best_block
 from cpd_core.projection import CompositionProjector, composition_rank, project_out
 
 __all__ = [
     "Composition",
     "CompositionProjector",
+    "BlockChoice",
     "CPDResult",
+    "Comparison",
     "InputError",
+    "best_block",
+    "compare",
     "composition",
     "composition_matrix",
     "composition_rank",

@@ -30,6 +30,7 @@ from sklearn.model_selection import KFold
 
 from cpd_core.errors import InputError
 from cpd_core.probes import make_probe, ridge_alpha
+from cpd_core.ridge import SELECT, RidgeFolds, as_alpha_grid
 from cpd_core.projection import CompositionProjector, _as_2d, project_out
 
 FIT_PROJECTION = ("train", "all")
@@ -51,6 +52,18 @@ class CPDResult:
     n_samples, n_features : int
     composition_rank : int
         Numerical rank of the composition matrix (on all rows).
+    y : numpy.ndarray, shape (n,)
+        The target.
+    fold_of : numpy.ndarray of int, shape (n,)
+        The held-out fold of each row.
+    oof : dict of str to numpy.ndarray
+        Out-of-fold predictions (``"full"``, ``"comp"``, ``"geom"``): each row predicted by the
+        probe fit without its fold. The intervals resample these.
+    curve : pandas.DataFrame or None
+        Ridge only: held-out R² of every penalty of the grid, one row per (fold, alpha), columns
+        ``r2_full`` and ``r2_geom`` (the validation curve; the chosen penalty is in ``folds``).
+    level, n_boot : float, int
+        Coverage and bootstrap replicates of :attr:`ci`.
     """
 
     r2_full: float
@@ -64,29 +77,54 @@ class CPDResult:
     n_samples: int
     n_features: int
     composition_rank: int
+    y: np.ndarray = field(default=None, repr=False)
+    fold_of: np.ndarray = field(default=None, repr=False)
+    oof: dict = field(default_factory=dict, repr=False)
+    curve: pd.DataFrame | None = field(default=None, repr=False)
+    level: float = 0.95
+    n_boot: int = 1000
+    _ci: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def std(self) -> dict[str, float]:
         """Standard deviation over folds of each score."""
-        return {k: float(self.folds[k].std(ddof=1)) for k in ("r2_full", "r2_comp", "r2_geom")}
+        return {k: float(self.folds[k].std(ddof=1)) for k in SCORES}
+
+    @property
+    def ci(self) -> dict[str, tuple[float, float]]:
+        """95 % (``level``) interval of each score: ``{"r2_geom": (lo, hi), ...}``.
+
+        Percentile interval of a bootstrap over molecules, stratified by fold, of the out-of-fold
+        predictions (:func:`cpd_core.intervals.bootstrap_scores`): it covers the uncertainty of
+        scoring the fitted probes on finitely many held-out molecules, not that of refitting them.
+        """
+        if self._ci is None:
+            from cpd_core.intervals import bootstrap_scores, percentile_interval
+
+            reps = bootstrap_scores(self, n_boot=self.n_boot, seed=self.seed)
+            self._ci = {k: percentile_interval(v, self.level) for k, v in reps.items()}
+        return self._ci
 
     def summary(self) -> dict:
-        """One flat record: means, stds, worst fold of R²_geom, and the set-up."""
-        out = {
-            "probe": self.probe,
-            "r2_comp": self.r2_comp,
-            "r2_full": self.r2_full,
-            "r2_geom": self.r2_geom,
+        """One flat record: means, intervals, stds, worst fold of R²_geom, and the set-up."""
+        out = {"probe": self.probe}
+        for key in ("r2_comp", "r2_full", "r2_geom"):
+            out[key] = getattr(self, key)
+            out[f"{key}_lo"], out[f"{key}_hi"] = self.ci[key]
+        out.update({
             "r2_geom_std": self.std["r2_geom"],
             "r2_geom_worst_fold": float(self.folds["r2_geom"].min()),
             "n": self.n_samples,
             "d": self.n_features,
             "rank_C": self.composition_rank,
             "fit_projection": self.fit_projection,
-        }
+        })
         if "alpha_geom" in self.folds:
             out["alpha_geom_median"] = float(self.folds["alpha_geom"].median())
         return out
+
+
+SCORES = ("r2_full", "r2_comp", "r2_geom")
 
 
 def _check_inputs(H, C, y, cv):
@@ -107,8 +145,42 @@ def _check_inputs(H, C, y, cv):
     return H, C, y
 
 
+def fold_labels(n: int, cv: int = 5, seed: int = 0) -> np.ndarray:
+    """The held-out fold of each of ``n`` rows: shuffled, seeded K-fold (scikit-learn's ``KFold``).
+
+    Examples
+    --------
+    >>> fold_labels(6, cv=3, seed=0).tolist()
+    [2, 1, 0, 1, 2, 0]
+    """
+    fold_of = np.empty(n, dtype=np.int64)
+    for fold, (_, te) in enumerate(KFold(n_splits=int(cv), shuffle=True, random_state=seed).split(np.empty(n))):
+        fold_of[te] = fold
+    return fold_of
+
+
+def _ridge_folds(H, C, y, fold_of, cv, fit_projection, standardize, grid, select):
+    """Closed-form ridge on every fold (:mod:`cpd_core.ridge`): per-fold scores, OOF, curves."""
+    rf = RidgeFolds(H, C, y, fold_of, standardize=standardize, fit_projection=fit_projection)
+    rows, curves = [], []
+    oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
+    for fold in range(cv):
+        train = [g for g in range(cv) if g != fold]
+        row, curve = {"fold": fold}, {"fold": fold, "alpha": grid}
+        for key in ("full", "geom"):
+            fit = rf.fit(train, fold, grid, geom=(key == "geom"), select=select)
+            row[f"r2_{key}"] = float(fit.r2[fit.chosen])
+            row[f"alpha_{key}"] = float(grid[fit.chosen])
+            oof[key][rf.rows[fold]] = fit.predictions
+            curve[f"r2_{key}"] = fit.r2
+        rows.append(row)
+        curves.append(pd.DataFrame(curve))
+    return rows, oof, pd.concat(curves, ignore_index=True)
+
+
 def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str = "train",
-        standardize: bool = True) -> CPDResult:
+        standardize: bool = True, alphas=None, select: str = "gcv", level: float = 0.95,
+        n_boot: int = 1000) -> CPDResult:
     r"""Composition Projection Decomposition of one target.
 
     Parameters
@@ -120,11 +192,12 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
     y : array_like, shape (n,)
         Target.
     probe : {"ridge", "mlp", "gbt"} or scikit-learn regressor
-        See :mod:`cpd_core.probes`.
+        See :mod:`cpd_core.probes`. ``"ridge"`` runs in closed form (:mod:`cpd_core.ridge`): every
+        penalty of the grid is scored on every fold from one pass over the rows.
     cv : int
         Number of shuffled K folds.
     seed : int
-        Seeds the fold split and the stochastic probes.
+        Seeds the fold split, the stochastic probes and the bootstrap.
     fit_projection : {"train", "all"}
         ``"train"``: the composition projection is fit on the training folds
         and applied to the test fold (no information from test rows reaches
@@ -133,6 +206,16 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
         the difference can be measured; it is small when n ≫ rank(C).
     standardize : bool
         Feature standardisation for ridge and MLP (:class:`~cpd_core.probes.ClippedStandardScaler`).
+    alphas : None, float or sequence of float
+        Ridge penalties: ``None`` the default grid (:data:`~cpd_core.probes.RIDGE_ALPHAS`), a
+        sequence that grid, one number a fixed penalty. The held-out R² of every penalty is kept
+        (:attr:`CPDResult.curve`).
+    select : {"gcv", "loo"}
+        How ridge chooses its penalty inside each training fold: generalised cross-validation
+        (default, free) or exact leave-one-out (scikit-learn ``RidgeCV``'s rule; one more pass
+        over the training rows per fold).
+    level, n_boot : float, int
+        Coverage and bootstrap replicates of the intervals (:attr:`CPDResult.ci`).
 
     Returns
     -------
@@ -150,46 +233,92 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
     >>> res = cpd(H, C, y, probe="ridge", seed=0)
     >>> bool(res.r2_full > 0.99), bool(res.r2_comp < 0.95), bool(abs(res.r2_geom - g.var() / y.var()) < 0.02)
     (True, True, True)
+    >>> lo, hi = res.ci["r2_geom"]; bool(lo < res.r2_geom < hi)
+    True
     """
     if fit_projection not in FIT_PROJECTION:
         raise InputError(f"fit_projection must be one of {FIT_PROJECTION}, got {fit_projection!r}")
     make_probe(probe)  # validates the name before any work
+    if select not in SELECT:
+        raise InputError(f"select must be one of {SELECT}, got {select!r}")
+    if not 0 < level < 1:
+        raise InputError(f"level must be in (0, 1), got {level}")
+    grid = as_alpha_grid(alphas)
     H, C, y = _check_inputs(H, C, y, cv)
     rank = CompositionProjector().fit(C, y).rank_
-    H_all = project_out(H, C) if fit_projection == "all" else None
+    fold_of = fold_labels(len(y), cv, seed)
 
-    rows = []
-    splits = KFold(n_splits=int(cv), shuffle=True, random_state=seed).split(H)
-    for fold, (tr, te) in enumerate(splits):
-        comp = CompositionProjector().fit(C[tr], y[tr])
-        r2_comp = r2_score(y[te], C[te] @ comp.coef_[:, 0])
-        if H_all is None:
-            proj = CompositionProjector().fit(C[tr], H[tr])
-            R_tr, R_te = proj.transform(C[tr], H[tr]), proj.transform(C[te], H[te])
-        else:
-            R_tr, R_te = H_all[tr], H_all[te]
-        row = {"fold": fold, "r2_comp": r2_comp}
-        for key, X_tr, X_te in (("full", H[tr], H[te]), ("geom", R_tr, R_te)):
-            model = make_probe(probe, seed=seed, standardize=standardize).fit(X_tr, y[tr])
-            row[f"r2_{key}"] = r2_score(y[te], model.predict(X_te))
-            alpha = ridge_alpha(model)
-            if alpha is not None:
-                row[f"alpha_{key}"] = alpha
-        rows.append(row)
+    curve = None
+    if isinstance(probe, str) and probe == "ridge":
+        rows, oof, curve = _ridge_folds(H, C, y, fold_of, int(cv), fit_projection, standardize, grid, select)
+    else:
+        rows, oof = _generic_folds(H, C, y, fold_of, int(cv), probe, seed, fit_projection, standardize)
+    name = probe if isinstance(probe, str) else type(probe).__name__
+    return _assemble(rows, oof, y, C, fold_of, int(cv), seed, name, fit_projection, H.shape[1], level, n_boot,
+                     curve, rank)
+
+
+def _assemble(rows, oof, y, C, fold_of, cv, seed, probe, fit_projection, n_features, level, n_boot,
+              curve=None, rank=None) -> CPDResult:
+    """Add the composition baseline to per-fold probe scores and build the result."""
+    oof = {"comp": np.empty(len(y)), **oof}
+    for row in rows:
+        te = fold_of == row["fold"]
+        comp = CompositionProjector().fit(C[~te], y[~te])
+        oof["comp"][te] = C[te] @ comp.coef_[:, 0]
+        row["r2_comp"] = r2_score(y[te], oof["comp"][te])
     folds = pd.DataFrame(rows).set_index("fold")
+    folds = folds[[c for c in ("r2_full", "r2_comp", "r2_geom", "alpha_full", "alpha_geom") if c in folds]]
     return CPDResult(
         r2_full=float(folds["r2_full"].mean()),
         r2_comp=float(folds["r2_comp"].mean()),
         r2_geom=float(folds["r2_geom"].mean()),
         folds=folds,
-        probe=probe if isinstance(probe, str) else type(probe).__name__,
-        cv=int(cv),
+        probe=probe,
+        cv=cv,
         seed=seed,
         fit_projection=fit_projection,
-        n_samples=H.shape[0],
-        n_features=H.shape[1],
-        composition_rank=rank,
+        n_samples=len(y),
+        n_features=n_features,
+        composition_rank=CompositionProjector().fit(C, y).rank_ if rank is None else rank,
+        y=y,
+        fold_of=fold_of,
+        oof=oof,
+        curve=curve,
+        level=level,
+        n_boot=n_boot,
     )
+
+
+def nested_result(template, rows, oof, probe: str, C) -> CPDResult:
+    """A :class:`CPDResult` for per-fold scores made elsewhere (nested block choice) on ``template``'s folds."""
+    return _assemble(rows, oof, template.y, C, template.fold_of, template.cv, template.seed, probe, "train",
+                     template.n_features, template.level, template.n_boot)
+
+
+def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardize):
+    """Any probe, refit per fold (MLP, GBT, a user's regressor)."""
+    H_all = project_out(H, C) if fit_projection == "all" else None
+    oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
+    rows = []
+    for fold in range(cv):
+        te = np.flatnonzero(fold_of == fold)
+        tr = np.flatnonzero(fold_of != fold)
+        if H_all is None:
+            proj = CompositionProjector().fit(C[tr], H[tr])
+            R_tr, R_te = proj.transform(C[tr], H[tr]), proj.transform(C[te], H[te])
+        else:
+            R_tr, R_te = H_all[tr], H_all[te]
+        row = {"fold": fold}
+        for key, X_tr, X_te in (("full", H[tr], H[te]), ("geom", R_tr, R_te)):
+            model = make_probe(probe, seed=seed, standardize=standardize).fit(X_tr, y[tr])
+            oof[key][te] = model.predict(X_te)
+            row[f"r2_{key}"] = r2_score(y[te], oof[key][te])
+            alpha = ridge_alpha(model)
+            if alpha is not None:
+                row[f"alpha_{key}"] = alpha
+        rows.append(row)
+    return rows, oof
 
 
 def cpd_table(H, C, targets: dict, probes=("ridge", "mlp", "gbt"), progress: bool = True,

@@ -151,7 +151,8 @@ class QM9Subset:
     Attributes
     ----------
     ids : numpy.ndarray of int
-        QM9 molecule indices (1-based, as in ``dsgdb9nsd_NNNNNN.xyz``).
+        QM9 molecule indices (1-based, as in ``dsgdb9nsd_NNNNNN.xyz``); not row positions
+        (see :func:`load_qm9`).
     numbers : list of numpy.ndarray
         Atomic numbers per molecule.
     positions : list of numpy.ndarray
@@ -191,40 +192,72 @@ def check_targets(names: Sequence[str]) -> list[str]:
     return names
 
 
-def load_qm9(n: int | None = None, seed: int = 0, targets: Sequence[str] | None = None) -> QM9Subset:
-    """Load QM9, or a reproducible random subset of it.
+def load_qm9(n: int | None = None, seed: int = 0, targets: Sequence[str] | None = None,
+             rows: Sequence[int] | None = None) -> QM9Subset:
+    """Load QM9, a reproducible random subset of it, or the molecules at given rows.
+
+    Rows and ids: a *row* is a 0-based position in QM9 order (ascending id), the index into
+    :func:`flat_arrays` and what :func:`cpd_core.training.data.split_indices` splits; the returned
+    ``ids`` are QM9's own 1-based molecule ids (``dsgdb9nsd_NNNNNN``). They are not ``row + 1``:
+    the 3,054 molecules that failed QM9's consistency check are left out of the 133,885, so
+    ids skip numbers (row 0 is id 1, the last row, 130,830, is id 133,885).
 
     Parameters
     ----------
     n : int or None
-        Number of molecules; ``None`` takes all 130,831. The subset is drawn
-        without replacement with ``numpy.random.default_rng(seed)`` and kept in
-        QM9 order, so the same ``(n, seed)`` always gives the same molecules.
+        Number of molecules; ``None`` takes all of them. The subset is drawn without
+        replacement with ``numpy.random.default_rng(seed)`` and kept in QM9 order (in the order of
+        ``rows`` when given), so the same ``(n, seed[, rows])`` always gives the same molecules.
     seed : int
     targets : sequence of str, optional
         Names from :data:`TARGETS`; default all.
+    rows : sequence of int, optional
+        0-based rows to take, in this order (e.g. :func:`cpd_core.training.data.probe_rows`);
+        default all 130,831. Each at most once.
 
     Returns
     -------
     QM9Subset
+
+    Raises
+    ------
+    InputError
+        For an unknown target, ``n`` outside 1 … (number of rows), or rows out of range or repeated.
 
     Examples
     --------
     >>> qm9 = load_qm9(n=3, seed=0, targets=["gap", "dipole"])  # doctest: +SKIP
     >>> list(qm9.targets.columns)  # doctest: +SKIP
     ['gap', 'dipole']
+    >>> load_qm9(rows=[2, 0], targets=["gap"]).ids.tolist()  # doctest: +SKIP
+    [3, 1]
     """
     targets = list(TARGETS) if targets is None else check_targets(targets)
-    if n is not None and (isinstance(n, bool) or int(n) != n or not 0 < n <= N_MOLECULES):
-        raise InputError(f"n must be between 1 and {N_MOLECULES} (or None for all), got {n}")
     data = _all_arrays()
     total = len(data["index"])
-    rows = np.arange(total) if n is None else np.sort(
-        np.random.default_rng(seed).choice(total, size=int(n), replace=False))
+    if rows is None:
+        pool = np.arange(total)
+    else:
+        pool = np.asarray(rows)
+        if pool.ndim != 1 or (pool.size and pool.dtype.kind not in "iu"):
+            raise InputError(f"rows must be a 1-D sequence of integer row positions, got dtype {pool.dtype}, "
+                             f"shape {pool.shape}")
+        pool = pool.astype(np.int64)
+        bad = pool[(pool < 0) | (pool >= total)]
+        if bad.size:
+            raise InputError(f"rows must lie in 0 … {total - 1}; got {bad[:10].tolist()}"
+                             + (f" and {bad.size - 10} more" if bad.size > 10 else ""))
+        values, counts = np.unique(pool, return_counts=True)
+        if (counts > 1).any():
+            raise InputError(f"rows must not repeat; repeated: {values[counts > 1][:10].tolist()}")
+    if n is not None and (isinstance(n, bool) or int(n) != n or not 0 < n <= len(pool)):
+        raise InputError(f"n must be between 1 and {len(pool)} (or None for all), got {n}")
+    if n is not None:
+        pool = pool[np.sort(np.random.default_rng(seed).choice(len(pool), size=int(n), replace=False))]
     offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
-    numbers = [data["z"][offsets[i]:offsets[i + 1]].astype(np.int64) for i in rows]
-    positions = [data["xyz"][offsets[i]:offsets[i + 1]] for i in rows]
-    ids = data["index"][rows]
-    table = pd.DataFrame({t: data[f"target_{t}"][rows] for t in targets},
+    numbers = [data["z"][offsets[i]:offsets[i + 1]].astype(np.int64) for i in pool]
+    positions = [data["xyz"][offsets[i]:offsets[i + 1]] for i in pool]
+    ids = data["index"][pool]
+    table = pd.DataFrame({t: data[f"target_{t}"][pool] for t in targets},
                          index=pd.Index(ids, name="qm9_id"))
     return QM9Subset(ids=ids, numbers=numbers, positions=positions, targets=table)

@@ -36,10 +36,19 @@ PREFIXES = {p: f for module in _FAMILIES for p, f in getattr(module, "PREFIXES",
 def load(name: str, device: str | None = "auto", **options) -> Featurizer:
     """Build a registered model's featurizer by name, on ``device`` (``"auto"``: CUDA when present).
 
+    ``options`` go to the card's ``build`` (or the prefix's loader). Every random-init card takes
+    ``seed`` (default 0), the seed its weights are drawn with: ``load("painn-qm9-random", seed=2)``
+    is another draw of the same untrained network, whose card source and :meth:`Featurizer.spec`
+    name the seed, so its features are cached apart. Other cards refuse a seed (or any option
+    their builder does not know).
+
     Examples
     --------
     >>> load("ani2x-aev").name
     'ani2x-aev'
+    >>> twin = load("painn-qm9-random", device="cpu", seed=2)
+    >>> twin.card.source.endswith("seed 2"), twin.spec()["seed"]
+    (True, 2)
     >>> load("mace-xl")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -58,10 +67,19 @@ def load(name: str, device: str | None = "auto", **options) -> Featurizer:
 
 
 def model_table() -> pd.DataFrame:
-    """One row per registered model: name, family, status, training data, domain, offline, caveat, source."""
+    """One row per registered model: name, family, status, training data, domain, offline, caveat,
+    QM9 overlap (:attr:`ModelCard.qm9_overlap`), source.
+
+    Examples
+    --------
+    >>> overlap = model_table().set_index("model")["QM9 overlap"]
+    >>> overlap["schnet-qm9-gap"].startswith("trained on QM9"), overlap["ani2x-random"]
+    (True, '')
+    """
     rows = [{"model": c.name, "family": c.family, "status": c.status, "training data": c.training_data,
              "domain": c.domain, "stands in for": c.stands_in_for, "twin of": c.twin_of,
-             "offline": c.offline, "caveat": c.caveat, "source": c.source} for c in REGISTRY.values()]
+             "offline": c.offline, "caveat": c.caveat, "QM9 overlap": c.qm9_overlap, "source": c.source}
+            for c in REGISTRY.values()]
     return pd.DataFrame(rows)
 
 

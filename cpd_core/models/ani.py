@@ -54,7 +54,7 @@ from pathlib import Path
 
 import torch
 
-from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, shared_dir
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card, shared_dir
 
 #: ANI-2x species in the order of its networks (H C N O S F Cl).
 ANI2X_ELEMENTS = (1, 6, 7, 8, 16, 9, 17)
@@ -120,7 +120,10 @@ class ANI2xAEV(Featurizer):
 ANI2X_CARD = ModelCard(
     "ani2x", family="ANI", status="original", training_data="ANI-2x dataset (ωB97X/6-31G(d), 8.9 M conformers)",
     source="torchani 2.9 NeuroChem loader, ani-model-zoo tag ani-2x (../shared), or torchani.models.ANI2x()",
-    domain="molecules", build=lambda **kw: ANI2x(**kw))
+    domain="molecules", build=lambda **kw: ANI2x(**kw),
+    qm9_overlap="ANI-2x data set: conformers of small organic molecules, largely GDB-derived (C, H, N, O, "
+                "S, F, Cl): overlaps QM9's chemical space; QM9 molecules themselves may be included "
+                "(at other geometries)")
 ANI2X_RANDOM_CARD = ModelCard(
     "ani2x-random", family="ANI", status="random-init", training_data="untrained", twin_of="ani2x",
     source="torchani Assembler, ANI-2x architecture, seed 0", domain="molecules",
@@ -188,12 +191,12 @@ def load_ani2x_model(member: int | None = None):
         "a folder whose Neurochem/ subfolder holds it.")
 
 
-def _random_ani2x():
+def _random_ani2x(seed: int = 0):
     _quiet_torchani()
     from torchani.models import SYMBOLS_2X, Assembler
 
     with torch.random.fork_rng():
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         asm = Assembler(periodic_table_index=True)
         asm.set_symbols(SYMBOLS_2X)
         asm.set_global_cutoff_fn("cosine")
@@ -212,7 +215,9 @@ class ANI2x(Featurizer):
     member : int, optional
         One ensemble member (0–7) instead of the mean over all 8.
     random_init : bool
-        The same architecture with untrained weights (seed 0): the ``ani2x-random`` twin.
+        The same architecture with untrained weights: the ``ani2x-random`` twin.
+    seed : int
+        Seed of the twin's weights (``torch.manual_seed``; default 0). Only for ``random_init``.
 
     Blocks (per atom): ``aev`` (1,008), ``hidden1``/``hidden2``/``hidden3`` (element-segmented,
     1,344 / 1,088 / 864 wide) and ``atomic_energy`` (1: the network output plus the element's
@@ -221,12 +226,13 @@ class ANI2x(Featurizer):
 
     elements = ANI2X_ELEMENTS
 
-    def __init__(self, member: int | None = None, random_init: bool = False):
-        self.card = ANI2X_RANDOM_CARD if random_init else ANI2X_CARD
+    def __init__(self, member: int | None = None, random_init: bool = False, seed: int = 0):
+        self.card = seeded_card(ANI2X_RANDOM_CARD if random_init else ANI2X_CARD, seed)
+        self.seed = int(seed)
         if member is not None and not 0 <= int(member) < 8:
             raise ValueError(f"ANI-2x has 8 ensemble members (0-7), got member={member}")
         self.member = None if member is None else int(member)
-        model = _random_ani2x() if random_init else load_ani2x_model()
+        model = _random_ani2x(self.seed) if random_init else load_ani2x_model()
         model.requires_grad_(False)
         self.module = model.eval()
         nets = model.neural_networks

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -93,6 +94,12 @@ class ModelCard:
     caveat : str
         A known problem with the model as it runs here (empty when none). Models with a
         caveat stay loadable but are left out of the book's default comparisons.
+    qm9_overlap : str
+        How the training data overlap QM9's chemical space (small organic molecules of H, C,
+        N, O, F from the GDB enumerations), in a short statement; empty when no overlap is
+        known (untrained twins, crystal models, handcrafted descriptors). A model fit to
+        QM9-like molecules may have seen the probed molecules, or close relatives: probe it on
+        held-out molecules (:func:`cpd_core.training.data.probe_rows`) and read its scores with that in mind.
     """
 
     name: str
@@ -106,6 +113,7 @@ class ModelCard:
     twin_of: str = ""
     offline: bool = True
     caveat: str = ""
+    qm9_overlap: str = ""
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -213,6 +221,38 @@ class AtomsBatch:
         return out
 
 
+_SEED_IN_SOURCE = re.compile(r"seed(\(| )0(\)?)$")
+
+
+def seeded_card(card: ModelCard, seed: int) -> ModelCard:
+    """A random-init ``card`` whose source names ``seed`` (the card itself for seed 0).
+
+    Random-init cards end their source with ``"seed 0"`` or ``"manual_seed(0)"``: the seed of
+    the default build. Builders that take ``seed=`` give their featurizer this card; a card
+    that is not random-init refuses any seed but 0.
+
+    Examples
+    --------
+    >>> card = ModelCard("x-random", family="X", status="random-init", training_data="untrained",
+    ...                  source="X(**args), seed 0", domain="molecules", build=None, twin_of="x")
+    >>> seeded_card(card, 2).source, seeded_card(card, 0) is card
+    ('X(**args), seed 2', True)
+    >>> seeded_card(card, -1)
+    Traceback (most recent call last):
+    ...
+    cpd_core.errors.InputError: seed must be a non-negative integer, got -1
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed == 0:
+        return card
+    if card.status != "random-init":
+        raise InputError(f"{card.name} is not a random-init twin: it takes no seed (got seed={seed})")
+    if not _SEED_IN_SOURCE.search(card.source):
+        raise ValueError(f"{card.name}: source {card.source!r} does not end with its seed")
+    return replace(card, source=_SEED_IN_SOURCE.sub(rf"seed\g<1>{int(seed)}\g<2>", card.source))
+
+
 def check_numbers(numbers: torch.Tensor, max_z: int, name: str) -> None:
     """Raise :class:`~cpd_core.errors.InputError` naming the atomic numbers outside ``0 … max_z − 1``.
 
@@ -260,6 +300,8 @@ class Featurizer:
     card: ModelCard
     elements: tuple[int, ...] = tuple(range(1, 119))
     module: torch.nn.Module | None = None
+    #: Seed a random-init twin's weights were drawn with (0 for every other model).
+    seed: int = 0
 
     @property
     def name(self) -> str:
@@ -275,11 +317,17 @@ class Featurizer:
         return {}
 
     def spec(self) -> dict:
-        """Everything that determines the output (keys the feature cache)."""
+        """Everything that determines the output (keys the feature cache).
+
+        A random-init twin drawn with a seed other than 0 adds ``"seed"`` (seed 0 leaves it
+        out, so cache keys of features computed before twins took a seed stay valid; the
+        weights hash tells the seeds apart anyway).
+        """
         if not hasattr(self, "_weights_hash"):
             self._weights_hash = None if self.module is None else weights_hash(self.module)
+        seed = {"seed": int(self.seed)} if self.seed else {}
         return {"model": self.name, "class": type(self).__qualname__, "weights": self._weights_hash,
-                **self.options()}
+                **seed, **self.options()}
 
     @property
     def dtype(self) -> torch.dtype:

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card
 
 #: Elements CHGNet embeds (its embedding table has 94 rows: H … Pu).
 CHGNET_ELEMENTS = tuple(range(1, 95))
@@ -114,7 +114,9 @@ class CHGNetFeaturizer(Featurizer):
     model_name : str
         Checkpoint in the chgnet wheel (``"0.3.0"``).
     random_init : bool
-        The same network with untrained weights (seed 0): the ``chgnet-0.3.0-random`` twin.
+        The same network with untrained weights: the ``chgnet-0.3.0-random`` twin.
+    seed : int
+        Seed of the twin's weights (``torch.manual_seed``; default 0). Only for ``random_init``.
     box_margin : float
         Extra edge (Å) of the box a molecule is put in, beyond extent + 2 × cutoff.
 
@@ -130,13 +132,15 @@ class CHGNetFeaturizer(Featurizer):
 
     elements = CHGNET_ELEMENTS
 
-    def __init__(self, model_name: str = "0.3.0", random_init: bool = False, box_margin: float = 1.0):
+    def __init__(self, model_name: str = "0.3.0", random_init: bool = False, box_margin: float = 1.0,
+                 seed: int = 0):
         if model_name != "0.3.0":
             raise ValueError(f"only the 0.3.0 checkpoint has a card here, got model_name={model_name!r}")
-        self.card = CHGNET_RANDOM_CARD if random_init else CHGNET_CARD
+        self.card = seeded_card(CHGNET_RANDOM_CARD if random_init else CHGNET_CARD, seed)
+        self.seed = int(seed)
         self.model_name = model_name
         self.box_margin = float(box_margin)
-        self.module = load_chgnet(model_name, random_init=random_init)
+        self.module = load_chgnet(model_name, random_init=random_init, seed=self.seed)
         converter = self.module.graph_converter
         self.cutoff = max(converter.atom_graph_cutoff, converter.bond_graph_cutoff)
         self.n_layers = len(self.module.atom_conv_layers)

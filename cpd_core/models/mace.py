@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 from cpd_core.errors import InputError
-from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, split_irreps
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card, split_irreps
 from cpd_core.models.graph import radius_graph
 
 #: URLs of the released checkpoints, as in ``mace.calculators.foundations_models``
@@ -263,6 +263,13 @@ def _released_weights(kind: str, env: str, url: str, label: str) -> Path:
     return path
 
 
+def _random(card: ModelCard, hypers: dict, seed: int = 0) -> MACEFeaturizer:
+    """The random-init twin ``card``: a MACE with the ``hypers`` of a released model, drawn with ``seed``."""
+    featurizer = MACEFeaturizer(build_mace(hypers, seed), seeded_card(card, seed))
+    featurizer.seed = int(seed)
+    return featurizer
+
+
 def _released(card: ModelCard, kind: str, env: str, url: str, head: str | None = None) -> MACEFeaturizer:
     path = _released_weights(kind, env, url, card.name)
     return MACEFeaturizer(load_model_file(path), card, head=head)
@@ -412,17 +419,19 @@ OFF_CARD = ModelCard(
     "mace-off-medium", family="MACE", status="original", training_data="SPICE (ωB97M-D3(BJ))",
     source=f'mace.calculators.mace_off(model="medium"): {MACE_OFF23_MEDIUM_URL}', domain="molecules",
     build=lambda **kw: _released(OFF_CARD, "off", "CPD_MACE_OFF_MODEL", MACE_OFF23_MEDIUM_URL, **kw),
-    offline=False)
+    offline=False,
+    qm9_overlap="SPICE (small drug-like and organic molecules from PubChem, dimers, dipeptides; H C N O F "
+                "P S Cl Br I): overlaps QM9's chemical space; QM9 molecules themselves may be included")
 MP_RANDOM_CARD = ModelCard(
     "mace-mp-0-medium-random", family="MACE", status="random-init", training_data="untrained",
     source="mace-torch ScaleShiftMACE with MACE-MP-0 medium hyper-parameters, torch.manual_seed(0)",
     domain="crystals", twin_of="mace-mp-0-medium",
-    build=lambda seed=0: MACEFeaturizer(build_mace(MP0_MEDIUM, seed), MP_RANDOM_CARD))
+    build=lambda seed=0: _random(MP_RANDOM_CARD, MP0_MEDIUM, seed))
 OFF_RANDOM_CARD = ModelCard(
     "mace-off-medium-random", family="MACE", status="random-init", training_data="untrained",
     source="mace-torch ScaleShiftMACE with MACE-OFF23 medium hyper-parameters, torch.manual_seed(0)",
     domain="molecules", twin_of="mace-off-medium",
-    build=lambda seed=0: MACEFeaturizer(build_mace(OFF23_MEDIUM, seed), OFF_RANDOM_CARD))
+    build=lambda seed=0: _random(OFF_RANDOM_CARD, OFF23_MEDIUM, seed))
 
 CARDS = [MP_CARD, OFF_CARD, MP_RANDOM_CARD, OFF_RANDOM_CARD]
 PREFIXES = {"mace": from_file}

@@ -68,13 +68,16 @@ from pathlib import Path
 import torch
 
 from cpd_core.errors import InputError
-from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, shared_dir
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card, shared_dir
 from cpd_core.models.graph import radius_graph
 
 #: Environment variable naming a folder of matgl checkpoint folders.
 MODELS_ENV = "CPD_MATGL_MODELS"
 
 ANI1X_DATA = "ANI-1x subset (ωB97X/6-31G*)"
+#: How ANI-1x overlaps QM9 (the :attr:`ModelCard.qm9_overlap` of the ANI-1x checkpoints).
+ANI1X_QM9_OVERLAP = ("ANI-1x: conformers of small organic molecules, largely GDB-derived (C, H, N, O): overlaps "
+                     "QM9's chemical space; QM9 molecules themselves may be included (at other geometries)")
 _SOURCE = "matgl 4.1.2, {} (../shared)"
 
 #: registry name -> (checkpoint folder, architecture, domain, training data)
@@ -351,7 +354,10 @@ def build_random(name: str, seed: int = 0) -> MatGLFeaturizer:
         torch.manual_seed(seed)
         twin = type(net)(**net._init_args)
     twin.requires_grad_(False)
-    return MatGLFeaturizer(twin.eval(), CARDS_BY_NAME[name], f"{folder} (random init, seed {seed})")
+    featurizer = MatGLFeaturizer(twin.eval(), seeded_card(CARDS_BY_NAME[name], seed),
+                                 f"{folder} (random init, seed {seed})")
+    featurizer.seed = int(seed)
+    return featurizer
 
 
 def from_path(path: str, fidelity: int = 0) -> MatGLFeaturizer:
@@ -380,7 +386,8 @@ SUSPECT = {
 def _trained_card(name: str) -> ModelCard:
     folder, family, domain, data = CHECKPOINTS[name]
     return ModelCard(name, family=family, status="original", training_data=data, source=_SOURCE.format(folder),
-                     domain=domain, build=lambda **kw: build_trained(name, **kw), caveat=SUSPECT.get(name, ""))
+                     domain=domain, build=lambda **kw: build_trained(name, **kw), caveat=SUSPECT.get(name, ""),
+                     qm9_overlap=ANI1X_QM9_OVERLAP if data == ANI1X_DATA else "")
 
 
 def _twin_card(name: str) -> ModelCard:

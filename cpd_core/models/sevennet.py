@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 from cpd_core.errors import InputError
-from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, split_irreps
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card, split_irreps
 from cpd_core.models.graph import radius_graph
 
 #: sevenn's name of the 11 Jul 2024 SevenNet-0 checkpoint in its wheel.
@@ -134,7 +134,9 @@ class SevenNetFeaturizer(Featurizer):
     checkpoint : str
         A checkpoint name in the sevenn wheel (``"7net-0"``, the default) or a file.
     random_init : bool
-        The same network with untrained weights (seed 0): the ``sevennet-0-random`` twin.
+        The same network with untrained weights: the ``sevennet-0-random`` twin.
+    seed : int
+        Seed of the twin's weights (``torch.manual_seed``; default 0). Only for ``random_init``.
 
     Examples
     --------
@@ -146,10 +148,11 @@ class SevenNetFeaturizer(Featurizer):
      'layer5/L0': (3, 128)}
     """
 
-    def __init__(self, checkpoint: str = DEFAULT_CHECKPOINT, random_init: bool = False):
-        self.card = SEVENNET_RANDOM_CARD if random_init else SEVENNET_CARD
+    def __init__(self, checkpoint: str = DEFAULT_CHECKPOINT, random_init: bool = False, seed: int = 0):
+        self.card = seeded_card(SEVENNET_RANDOM_CARD if random_init else SEVENNET_CARD, seed)
+        self.seed = int(seed)
         self.checkpoint = checkpoint
-        self.module, self.config = load_sevennet(checkpoint, random_init=random_init)
+        self.module, self.config = load_sevennet(checkpoint, random_init=random_init, seed=self.seed)
         self.cutoff = float(self.module.cutoff)
         #: atomic number -> one-hot index of the model
         self.type_map = dict(self.module.type_map)

@@ -51,7 +51,7 @@ import warnings
 
 import torch
 
-from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, split_irreps
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card, split_irreps
 from cpd_core.models.graph import radius_graph
 
 #: Long-range cutoff (Å) and dispersion damping cutoff (Å): SO3LRCalculator's defaults.
@@ -62,7 +62,10 @@ SO3LR_CARD = ModelCard(
     "so3lr", family="SO3krates", status="stand-in",
     training_data="PBE0+MBD, ~4 M neutral and charged molecules and complexes (Kabylda et al. 2025)",
     source="so3krates-torch 0.2.1 wheel", domain="molecules", stands_in_for="MACE-OFF",
-    build=lambda **kw: SO3LRFeaturizer(**kw))
+    build=lambda **kw: SO3LRFeaturizer(**kw),
+    qm9_overlap="training data include QM7-X (GDB13-derived molecules up to 7 heavy atoms of C, N, O, S, Cl, "
+                "with conformers) and SPICE (Kabylda et al. 2025): overlaps QM9's chemical space; QM9 "
+                "molecules themselves may be included (its smaller ones, at other geometries)")
 SO3LR_RANDOM_CARD = ModelCard(
     "so3lr-random", family="SO3krates", status="random-init", training_data="untrained",
     source="so3krates-torch 0.2.1, SO3LR(**hyper-parameters of the pretrained model), seed 0",
@@ -118,7 +121,9 @@ class SO3LRFeaturizer(Featurizer):
     Parameters
     ----------
     random_init : bool
-        The same network with untrained weights (seed 0): the ``so3lr-random`` twin.
+        The same network with untrained weights: the ``so3lr-random`` twin.
+    seed : int
+        Seed of the twin's weights (``torch.manual_seed``; default 0). Only for ``random_init``.
     total_charge, total_spin : float
         Per-structure charge (e) and spin (number of unpaired electrons / 2) fed to SO3LR's
         charge and spin embeddings, the same for every structure.
@@ -133,9 +138,11 @@ class SO3LRFeaturizer(Featurizer):
      'layer1/L3': (3, 1, 7), 'layer1/L4': (3, 1, 9), 'layer2/L0': (3, 128), ...}
     """
 
-    def __init__(self, random_init: bool = False, total_charge: float = 0.0, total_spin: float = 0.0):
-        self.card = SO3LR_RANDOM_CARD if random_init else SO3LR_CARD
-        self.module = load_so3lr(random_init=random_init)
+    def __init__(self, random_init: bool = False, total_charge: float = 0.0, total_spin: float = 0.0,
+                 seed: int = 0):
+        self.card = seeded_card(SO3LR_RANDOM_CARD if random_init else SO3LR_CARD, seed)
+        self.seed = int(seed)
+        self.module = load_so3lr(random_init=random_init, seed=self.seed)
         self.total_charge = float(total_charge)
         self.total_spin = float(total_spin)
         self.elements = tuple(range(1, self.module.num_elements + 1))

@@ -6,7 +6,8 @@ differ in data and supervision; so the project trains each one itself under one 
 under ``checkpoints/qm9/<arch>-<target>/`` (``model.pt`` and ``manifest.json``).
 
 Registry names: ``<arch>-qm9-gap`` and ``<arch>-qm9-U0`` (status ``trained-here``) and
-``<arch>-qm9-random``, the same network untrained (seed 0), the control for both. Blocks are
+``<arch>-qm9-random``, the same network untrained (seed 0; ``load(name, seed=k)`` draws another), the
+control for both. Blocks are
 the network's own per-layer features (``embedding/L0``, ``layer{k}/L0``, ``layer{k}/L1``; see
 each network's docstring).
 
@@ -39,7 +40,7 @@ from pathlib import Path
 import torch
 
 from cpd_core.errors import InputError
-from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError
+from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card
 from cpd_core.models.mace import QM9_ELEMENTS  # H, C, N, O, F: what the trained networks support
 
 #: arch -> (module, class name, family); modules are imported only when a network is built.
@@ -52,6 +53,9 @@ ARCHITECTURES = {
 }
 #: Targets the networks are trained on.
 TRAINED_TARGETS = ("gap", "U0")
+#: :attr:`ModelCard.qm9_overlap` of the networks trained here.
+TRAINED_OVERLAP = ("trained on QM9 itself: molecules of its training split (split seed 0), early-stopped on its "
+                   "validation split; probe on its test split (cpd_core.training.data.probe_rows)")
 #: Format tag of the checkpoints :mod:`cpd_core.training` writes.
 CHECKPOINT_FORMAT = "cpd-qm9-net/1"
 
@@ -169,7 +173,10 @@ def _random(arch: str, card_name: str):
     def build(seed: int = 0):
         # the architecture of the gap-trained network when there is one, else the defaults
         hparams = read_manifest(arch, "gap").get("hparams", {})
-        return NetFeaturizer(REGISTRY_CARDS[card_name], build_network(arch, seed=seed, **hparams))
+        card = seeded_card(REGISTRY_CARDS[card_name], seed)
+        featurizer = NetFeaturizer(card, build_network(arch, seed=seed, **hparams))
+        featurizer.seed = int(seed)
+        return featurizer
     return build
 
 
@@ -182,7 +189,7 @@ def _cards() -> list[ModelCard]:
                 name, family=family, status="trained-here",
                 training_data=f"QM9 {target} (this project's split; see checkpoints/qm9/{arch}-{target})",
                 source=f"checkpoints/qm9/{arch}-{target}/model.pt ({module}.{cls})", domain="molecules",
-                build=_trained(arch, target, name)))
+                build=_trained(arch, target, name), qm9_overlap=TRAINED_OVERLAP))
         name = f"{arch}-qm9-random"
         cards.append(ModelCard(
             name, family=family, status="random-init", training_data="untrained",

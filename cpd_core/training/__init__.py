@@ -4,7 +4,8 @@
 :mod:`~cpd_core.training.trainer` the protocol itself (``cpd train``).
 """
 
-from cpd_core.training.data import Normalisation, QM9Tensors, split_indices
+from cpd_core.training.data import Normalisation, QM9Tensors, assert_held_out, probe_rows, split_indices
 from cpd_core.training.trainer import LEARNING_RATES, TrainConfig, train
 
-__all__ = ["LEARNING_RATES", "Normalisation", "QM9Tensors", "TrainConfig", "split_indices", "train"]
+__all__ = ["LEARNING_RATES", "Normalisation", "QM9Tensors", "TrainConfig", "assert_held_out", "probe_rows",
+           "split_indices", "train"]

@@ -4,7 +4,8 @@ The split is a permutation of all 130,831 molecules drawn with
 ``numpy.random.default_rng(split_seed)``: the first 110,000 train, the next 10,000 validate,
 the remaining 10,831 test (the sizes of SchNet, PaiNN and DimeNet++'s QM9 papers). A smaller
 run (``n_train``, ``n_val``) takes the *first* molecules of its part, so every run with the same
-split seed tests on the same molecules, whatever its size.
+split seed tests on the same molecules, whatever its size. :func:`probe_rows` draws held-out
+molecules (the test part) to probe the trained networks on; :func:`assert_held_out` checks rows.
 
 Targets are standardised for the loss (:class:`Normalisation`): the gap is an intensive
 property, predicted as the mean of per-atom outputs; U0 is extensive, predicted as a sum of
@@ -53,6 +54,69 @@ def split_indices(n_total: int = N_MOLECULES, seed: int = 0, sizes: tuple[int, i
         raise InputError(f"split sizes {sizes} do not leave a test set in {n_total} molecules")
     order = np.random.default_rng(seed).permutation(n_total)
     return {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+
+
+def probe_rows(n: int | None = None, seed: int = 0, split: str = "test", split_seed: int = 0) -> np.ndarray:
+    """QM9 rows held out from training: a seeded subset of one part of the split, in QM9 order.
+
+    The molecules to probe the networks trained here on (:mod:`cpd_core.models.trained`): by
+    default the test part of the split they were trained under (split seed 0), 10,831 molecules
+    none of them saw in training or early stopping. Pass the rows to
+    :func:`cpd_core.datasets.qm9.load_qm9` as ``rows=``.
+
+    Parameters
+    ----------
+    n : int or None
+        How many rows; ``None`` takes the whole part. Drawn without replacement with
+        ``numpy.random.default_rng(seed)``.
+    seed : int
+    split : {"test", "val", "train"}
+    split_seed : int
+        Seed of :func:`split_indices` (the trainer's ``split_seed``).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Sorted 0-based QM9 rows (not QM9 ids; see :func:`cpd_core.datasets.qm9.load_qm9`).
+
+    Examples
+    --------
+    >>> rows = probe_rows(500, seed=1)
+    >>> len(rows), bool(np.isin(rows, split_indices()["test"]).all())
+    (500, True)
+    >>> np.array_equal(rows, probe_rows(500, seed=1)), len(probe_rows())
+    (True, 10831)
+    """
+    parts = split_indices(N_MOLECULES, split_seed)
+    if split not in parts:
+        raise InputError(f"split must be one of {list(parts)}, got {split!r}")
+    part = np.sort(parts[split])
+    if n is None:
+        return part
+    if isinstance(n, bool) or int(n) != n or not 0 < n <= len(part):
+        raise InputError(f"n must be between 1 and {len(part)} (the {split} split), got {n}")
+    return np.sort(np.random.default_rng(seed).choice(part, size=int(n), replace=False))
+
+
+def assert_held_out(rows, split_seed: int = 0) -> None:
+    """Raise :class:`InputError` naming the ``rows`` that lie in the train or validation split.
+
+    Examples
+    --------
+    >>> assert_held_out(probe_rows(5))
+    >>> assert_held_out(split_indices()["train"][:2])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cpd_core.errors.InputError: 2 of 2 rows are not held out (split seed 0): train rows [...]
+    """
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    parts = split_indices(N_MOLECULES, split_seed)
+    seen = {k: rows[np.isin(rows, parts[k])] for k in ("train", "val")}
+    n_bad = sum(len(v) for v in seen.values())
+    if n_bad:
+        named = "; ".join(f"{k} rows {v[:20].tolist()}" + (f" and {len(v) - 20} more" if len(v) > 20 else "")
+                          for k, v in seen.items() if len(v))
+        raise InputError(f"{n_bad} of {len(rows)} rows are not held out (split seed {split_seed}): {named}")
 
 
 @dataclass

@@ -158,3 +158,44 @@ def test_check_targets():
 def test_bad_n_raises(n):
     with pytest.raises(InputError, match="130831"):
         load_qm9(n=n, targets=["gap"])
+
+
+def test_rows_give_exactly_those_molecules_in_that_order(qm9):
+    rows = np.array([130_830, 0, 2, 77_777, 5])
+    sub = load_qm9(rows=rows, targets=["gap", "U0"])
+    # ids are QM9's own (1-based, with gaps), not row + 1
+    np.testing.assert_array_equal(sub.ids, qm9.ids[rows])
+    assert sub.ids[:3].tolist() == [133_885, 1, 3] and sub.ids[3] != 77_778
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(sub.numbers[i], qm9.numbers[row])
+        np.testing.assert_array_equal(sub.positions[i], qm9.positions[row])
+    np.testing.assert_array_equal(sub.targets.to_numpy(), qm9.targets[["gap", "U0"]].iloc[rows].to_numpy())
+
+
+def test_probe_rows_load_the_held_out_molecules(qm9):
+    from cpd_core.training.data import probe_rows
+
+    rows = probe_rows(500, seed=0)
+    sub = load_qm9(rows=rows, targets=["gap"])
+    np.testing.assert_array_equal(sub.ids, qm9.ids[rows])
+    assert all(np.array_equal(sub.numbers[i], qm9.numbers[r]) for i, r in enumerate(rows))
+
+
+def test_n_with_rows_draws_a_seeded_subset_of_them():
+    rows = np.arange(1000, 0, -10)  # 100 rows, descending
+    a = load_qm9(n=20, seed=3, rows=rows, targets=["gap"])
+    b = load_qm9(n=20, seed=3, rows=rows, targets=["gap"])
+    every = load_qm9(rows=rows, targets=["gap"])
+    np.testing.assert_array_equal(a.ids, b.ids)
+    assert len(a) == 20 and set(a.ids) <= set(every.ids)
+    assert np.all(np.diff(a.ids) < 0)  # kept in the order of rows
+    assert not np.array_equal(a.ids, load_qm9(n=20, seed=4, rows=rows, targets=["gap"]).ids)
+    with pytest.raises(InputError, match="between 1 and 100"):
+        load_qm9(n=101, rows=rows, targets=["gap"])
+
+
+@pytest.mark.parametrize("rows, message", [([0, N_MOLECULES], "130830"), ([-1], "-1"), ([4, 7, 4], "repeat"),
+                                           ([1.5], "integer"), ([[0, 1]], "1-D")])
+def test_bad_rows_raise(rows, message):
+    with pytest.raises(InputError, match=message):
+        load_qm9(rows=rows, targets=["gap"])

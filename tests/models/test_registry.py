@@ -58,3 +58,49 @@ def test_pooled_features_are_invariant_and_see_geometry(name, mols):
         np.testing.assert_allclose(out[block], x, rtol=0, atol=1e-6 * scale, err_msg=f"{name} {block}")
         changed += not np.allclose(stretched[block], x, rtol=0, atol=1e-6 * scale)
     assert changed > 0, f"{name}: no block responds to a deformation"
+
+
+RANDOM = [name for name, card in REGISTRY.items() if card.status == "random-init"]
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_random_init_twins_take_a_seed(name, mols):
+    try:
+        default = load(name, device="cpu")
+    except WeightsNotFoundError as err:
+        pytest.skip(f"weights not available here: {str(err)[:120]}")
+    zero, one = load(name, device="cpu", seed=0), load(name, device="cpu", seed=1)
+    assert default.spec() == zero.spec() and "seed" not in default.spec()
+    assert one.spec()["seed"] == 1 and one.spec()["weights"] != default.spec()["weights"]
+    assert default.card is REGISTRY[name] and one.card.source.endswith(("seed 1", "seed(1)"))
+    assert one.card.name == name and one.card.status == "random-init"
+
+    def pooled(f):
+        return pooled_features(f, *mols, device="cpu", dtype=torch.float64, progress=False)
+
+    ref, same, other = pooled(default), pooled(zero), pooled(one)
+    for block, x in ref.items():
+        np.testing.assert_array_equal(same[block], x, err_msg=f"{name} {block}")
+    assert any(not np.allclose(other[b], x) for b, x in ref.items()), name
+
+
+def test_trained_cards_refuse_a_seed():
+    from cpd_core.errors import InputError
+
+    for name in ("chgnet-0.3.0", "schnet-qm9-gap"):
+        with pytest.raises(InputError, match="seed"):
+            load(name, device="cpu", seed=1)
+
+
+def test_every_card_says_how_it_overlaps_qm9():
+    table = model_table().set_index("model")
+    assert "QM9 overlap" in table.columns
+    for name, card in REGISTRY.items():
+        assert isinstance(card.qm9_overlap, str) and table.loc[name, "QM9 overlap"] == card.qm9_overlap
+        if card.status == "trained-here":
+            assert card.qm9_overlap.startswith("trained on QM9 itself"), name
+            assert "test split" in card.qm9_overlap, name
+        if card.status == "random-init" or card.domain == "crystals" or "handcrafted" in card.training_data:
+            assert card.qm9_overlap == "", name
+    for name in ("ani2x", "so3lr", "mace-off-medium", "m3gnet-ani1x", "tensornet-ani1x", "so3net-ani1x"):
+        assert "overlaps QM9's chemical space" in REGISTRY[name].qm9_overlap, name

@@ -81,3 +81,42 @@ def test_packed_arrays_stand_in_for_qm9pack(tmp_path, monkeypatch):
     np.testing.assert_allclose(packed["xyz"], full["xyz"], atol=1e-5)
     np.testing.assert_array_equal(packed["target_gap"], full["target_gap"])
     assert np.isnan(packed["target_U0"]).all()
+
+
+def test_probe_rows_are_held_out_seeded_and_in_qm9_order():
+    from cpd_core.training.data import probe_rows
+
+    parts = split_indices()
+    rows = probe_rows(n=500)
+    assert len(rows) == 500 and len(np.unique(rows)) == 500 and np.all(np.diff(rows) > 0)
+    assert np.isin(rows, parts["test"]).all()
+    assert not np.isin(rows, parts["train"]).any() and not np.isin(rows, parts["val"]).any()
+    np.testing.assert_array_equal(rows, probe_rows(n=500, seed=0))
+    assert len(np.setdiff1d(rows, probe_rows(n=500, seed=1))) > 400
+    np.testing.assert_array_equal(probe_rows(), np.sort(parts["test"]))
+    assert np.isin(probe_rows(50, split="val"), parts["val"]).all()
+    other = probe_rows(split_seed=1)
+    assert np.isin(other, split_indices(seed=1)["test"]).all() and not np.array_equal(other, probe_rows())
+
+
+@pytest.mark.parametrize("kwargs, message", [({"n": 10_832}, "10831"), ({"n": 0}, "between"),
+                                             ({"split": "holdout"}, "split must be")])
+def test_probe_rows_refuses_bad_arguments(kwargs, message):
+    from cpd_core.training.data import probe_rows
+
+    with pytest.raises(InputError, match=message):
+        probe_rows(**kwargs)
+
+
+def test_assert_held_out_names_train_and_val_rows():
+    from cpd_core.training.data import assert_held_out, probe_rows
+
+    parts = split_indices()
+    assert_held_out(probe_rows(100))
+    train_row, val_row = int(parts["train"][5]), int(parts["val"][0])
+    with pytest.raises(InputError, match=rf"train rows \[{train_row}\]"):
+        assert_held_out([*probe_rows(3), train_row])
+    with pytest.raises(InputError, match=rf"2 of 3 rows.*train rows \[{train_row}\]; val rows \[{val_row}\]"):
+        assert_held_out([train_row, int(probe_rows(1)[0]), val_row])
+    with pytest.raises(InputError, match="split seed 1"):
+        assert_held_out(probe_rows(10), split_seed=1)

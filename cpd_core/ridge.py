@@ -1,0 +1,342 @@
+r"""Closed-form cross-validated ridge CPD from per-fold Gram matrices.
+
+The ridge probe of :func:`cpd_core.cpd` — composition projection fit on the training folds,
+:class:`~cpd_core.probes.ClippedStandardScaler`, ridge with an unpenalised intercept, penalty chosen
+inside the training fold — computed exactly for every fold and **every penalty of the grid at once**,
+from one pass over the rows.
+
+How
+---
+Let :math:`H_0 = H - C B` be the features after the composition fit on *all* rows (exact pivoted QR,
+:class:`~cpd_core.projection.CompositionProjector`); it is used only as a well-conditioned basis, no
+information flows from it into a fold. With :math:`A = [C, \mathbf 1]` and the centred target
+:math:`y_0`, one pass stores for each fold :math:`g` the Gram matrix of its rows
+
+.. math::
+
+    G_g = X_g^\top X_g, \qquad X = [H_0,\ A,\ y_0],
+
+and a training set :math:`T` (any union of folds) has :math:`G_T = \sum_{g \in T} G_g`. Every
+feature matrix the probe sees is a *residual* :math:`R = H_0 - A E` for some
+:math:`E \in \mathbb R^{(k+1) \times d}`:
+
+- geometric residual, projection fit on :math:`T`: :math:`E` = the least-squares coefficients of
+  :math:`H_0` on :math:`C_T` (pivoted QR of :math:`C_T`, so a rank-deficient training composition —
+  an element absent from the training folds — is handled as the row-wise projector handles it);
+- raw features: :math:`E = [-B;\ \bar h]`, i.e. :math:`R = H - \bar h` (centred for precision).
+
+Its training statistics follow from :math:`G_T` without touching the rows again:
+
+.. math::
+
+    R_T^\top R_T = S_{HH} - S_{HA}E - E^\top S_{AH} + E^\top S_{AA} E, \qquad
+    R_T^\top y_0 = S_{Hy} - E^\top S_{Ay}, \qquad \mathbf 1^\top R_T = S_{H1} - E^\top S_{A1}.
+
+Standardising gives the correlation-scaled Gram :math:`Z^\top Z = n_T\,\Sigma / \sigma\sigma^\top`
+(constant columns dropped, as the clipped scaler does); one eigendecomposition
+:math:`Z^\top Z = V \operatorname{diag}(s) V^\top` with :math:`q = V^\top Z^\top (y - \bar y)` gives the
+ridge weights for every :math:`\alpha`, :math:`w(\alpha) = V \operatorname{diag}\big(1/(s+\alpha)\big) q`,
+and the held-out predictions :math:`\bar y_T + \operatorname{clip}(Z_\text{test})\, w(\alpha)`.
+
+Choosing :math:`\alpha` inside the training fold
+-----------------------------------------------
+``select="gcv"`` (default): generalised cross-validation (Golub, Heath & Wahba 1979),
+
+.. math::
+
+    \operatorname{GCV}(\alpha) = \frac{\tfrac1{n_T}\operatorname{RSS}(\alpha)}{\big(1 - (1 + \sum_j s_j/(s_j+\alpha))/n_T\big)^2},
+    \qquad \operatorname{RSS}(\alpha) = \|y_c\|^2 - \sum_j q_j^2 \frac{s_j + 2\alpha}{(s_j+\alpha)^2},
+
+free given :math:`(s, q)`. ``select="loo"``: exact leave-one-out (scikit-learn ``RidgeCV``'s
+criterion, the project's choice before this module), which needs the training rows once more per
+fold (:math:`h_{ii} = \sum_j U_{ij}^2/(s_j+\alpha) + 1/n_T`, :math:`U = Z_T V`). A single penalty
+fixes :math:`\alpha`.
+
+Cost: one :math:`O(n d^2)` pass for the Gram matrices, one :math:`d \times d` eigendecomposition per
+fold, and :math:`O(n d)` per fold for the clipping bounds and the held-out rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from cpd_core.errors import InputError
+from cpd_core.projection import INSIDE_RTOL, CompositionProjector, _pivoted_qr, project_out
+
+#: Selection rules for the penalty inside a training fold.
+SELECT = ("gcv", "loo")
+
+
+def as_alpha_grid(alphas) -> np.ndarray:
+    """The penalty grid: ``None`` → :data:`cpd_core.probes.RIDGE_ALPHAS`, a number → that one penalty.
+
+    Examples
+    --------
+    >>> as_alpha_grid(3.0).tolist()
+    [3.0]
+    >>> len(as_alpha_grid(None))
+    57
+    """
+    from cpd_core.probes import RIDGE_ALPHAS
+
+    grid = RIDGE_ALPHAS if alphas is None else np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    if grid.ndim != 1 or grid.size == 0:
+        raise InputError(f"alphas must be None, a number or a 1-D sequence, got {alphas!r}")
+    if not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+        raise InputError(f"ridge penalties must be finite and > 0, got {grid.tolist()}")
+    return grid
+
+
+@dataclass
+class FoldFit:
+    """The closed-form ridge probe of one feature set on one (train, test) split.
+
+    Attributes
+    ----------
+    r2 : numpy.ndarray, shape (n_alphas,)
+        Held-out R² for every penalty of the grid.
+    criterion : numpy.ndarray, shape (n_alphas,)
+        The selection criterion on the training rows (GCV or LOO mean squared error).
+    chosen : int
+        Index of the selected penalty (first minimum of ``criterion``).
+    predictions : numpy.ndarray, shape (n_test,)
+        Held-out predictions at the selected penalty (in the units of ``y``).
+    n_kept : int
+        Columns left after dropping the constant ones.
+    """
+
+    r2: np.ndarray
+    criterion: np.ndarray
+    chosen: int
+    predictions: np.ndarray
+    n_kept: int
+
+
+def _r2_curve(y: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """R² of each column of predictions ``P`` (n, m) against ``y`` (n,)."""
+    sst = np.sum((y - y.mean()) ** 2)
+    sse = np.sum((y[:, None] - P) ** 2, axis=0)
+    return 1.0 - sse / sst
+
+
+class RidgeFolds:
+    """Per-fold sufficient statistics of one feature block, and the closed-form ridge probe on them.
+
+    Parameters
+    ----------
+    H : array_like, shape (n, d)
+        Pooled features.
+    C : array_like, shape (n, k)
+        Composition matrix.
+    y : array_like, shape (n,)
+        Target.
+    fold_of : array_like of int, shape (n,)
+        The fold of each row, ``0 … K-1``.
+    standardize : bool
+        Put the clipped standardisation (:class:`~cpd_core.probes.ClippedStandardScaler`) in front.
+    clip : bool
+        Clip held-out standardised values to the training range (with ``standardize``).
+    rtol : float
+        Columns with training standard deviation below ``rtol`` × their largest training magnitude
+        are dropped (the scaler's rule).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> C = np.column_stack([rng.integers(0, 5, 200), np.ones(200)])
+    >>> H = rng.normal(size=(200, 3)); y = H[:, 0] + 0.1 * rng.normal(size=200)
+    >>> rf = RidgeFolds(H, C, y, np.arange(200) % 4)
+    >>> fit = rf.fit(train=[1, 2, 3], test=0, alphas=[1.0], geom=True)
+    >>> bool(fit.r2[0] > 0.95)
+    True
+    """
+
+    def __init__(self, H, C, y, fold_of, standardize: bool = True, clip: bool = True, rtol: float = 1e-8,
+                 fit_projection: str = "train"):
+        H = np.asarray(H, dtype=np.float64)
+        C = np.asarray(C, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        fold_of = np.asarray(fold_of)
+        n, d = H.shape
+        if C.shape[0] != n or y.shape != (n,) or fold_of.shape != (n,):
+            raise InputError(f"H, C, y and fold_of must have {n} rows")
+        self.n, self.d, self.k = n, d, C.shape[1]
+        self.standardize, self.clip, self.rtol = standardize, clip, rtol
+        self.C, self.y_mean = C, float(y.mean())
+        self.y0 = y - self.y_mean
+        self.n_folds = int(fold_of.max()) + 1
+        self.rows = [np.flatnonzero(fold_of == g) for g in range(self.n_folds)]
+        if any(len(r) == 0 for r in self.rows):
+            raise InputError("every fold must have at least one row")
+
+        # H0: residual of the all-rows composition fit, a well-conditioned basis (see module doc)
+        self.B = CompositionProjector().fit(C, H).coef_
+        self.fit_projection = fit_projection
+        if fit_projection == "all":
+            # the paper's variant: one projection on all rows (project_out), not refit per fold
+            self.H0 = project_out(H, C)
+            self.inside_all = ~self.H0.any(axis=0)
+        else:
+            self.H0 = H - C @ self.B
+        self.h_mean = H.mean(axis=0)
+        A_cols = self.k + 1
+        p = d + A_cols + 1
+        self.G = np.empty((self.n_folds, p, p))
+        self.h_sq = np.empty((self.n_folds, d))        # column sums of H² per fold (inside-span test)
+        self.full_lo = np.empty((self.n_folds, d))     # per-fold min / max of H - h_mean
+        self.full_hi = np.empty((self.n_folds, d))
+        for g, idx in enumerate(self.rows):
+            X = np.empty((len(idx), p))
+            X[:, :d] = self.H0[idx]
+            X[:, d:d + self.k] = C[idx]
+            X[:, d + self.k] = 1.0
+            X[:, -1] = self.y0[idx]
+            self.G[g] = X.T @ X
+            Hg = H[idx]
+            self.h_sq[g] = np.einsum("ij,ij->j", Hg, Hg)
+            self.full_lo[g] = Hg.min(axis=0) - self.h_mean
+            self.full_hi[g] = Hg.max(axis=0) - self.h_mean
+        self._sl = (slice(0, d), slice(d, d + A_cols), d + A_cols)
+
+    # --- residual coefficients ------------------------------------------------------------
+    def _A(self, idx) -> np.ndarray:
+        return np.column_stack([self.C[idx], np.ones(len(idx))])
+
+    def geom_coef(self, train) -> tuple[np.ndarray, np.ndarray]:
+        """:math:`E` of the geometric residual with the projection fit on folds ``train``, and the
+        columns that lie inside span(:math:`C_T`) (set to zero, as the row-wise projector does)."""
+        train = list(train)
+        idx = np.concatenate([self.rows[g] for g in train])
+        C_T = self.C[idx]
+        Q, R, piv, r = _pivoted_qr(C_T, None)
+        S = self.G[train].sum(axis=0)
+        h, a, _ = self._sl
+        E = np.zeros((self.k + 1, self.d))
+        if r:
+            Rr = R[:r, :r]
+            S_CH = S[a, h][:self.k][piv[:r]]              # C_piv^T H0 on the training rows
+            E_r = scipy.linalg.solve_triangular(Rr, scipy.linalg.solve_triangular(Rr, S_CH, trans="T"))
+            E[piv[:r]] = E_r
+            if r < self.k:
+                # redundant training columns get zero coefficients: move B's part on them
+                X = np.zeros((self.k, self.d))
+                X[piv[:r]] = scipy.linalg.solve_triangular(Rr, R[:r, :] @ self.B[piv])
+                E[:self.k] += X - self.B
+        # training norms of the residual and of H, for the inside-span rule
+        RR_diag = self._gram_diag(S, E)
+        inside = np.sqrt(RR_diag) <= INSIDE_RTOL * np.sqrt(self.h_sq[train].sum(axis=0))
+        return E, inside
+
+    def full_coef(self) -> np.ndarray:
+        """:math:`E` for the raw (centred) features, :math:`R = H - \\bar h`."""
+        return np.vstack([-self.B, self.h_mean[None, :]])
+
+    def _gram_diag(self, S, E):
+        h, a, _ = self._sl
+        S_HH, S_HA, S_AA = S[h, h], S[h, a], S[a, a]
+        diag = np.diag(S_HH) - 2 * np.einsum("ij,ji->i", S_HA, E) + np.einsum("ij,ik,kj->j", E, S_AA, E)
+        return np.maximum(diag, 0.0)
+
+    def _train_bounds(self, train, E, full: bool):
+        """Column-wise min and max of the residual over the training rows."""
+        if full:
+            return self.full_lo[train].min(axis=0), self.full_hi[train].max(axis=0)
+        lo = np.full(self.d, np.inf)
+        hi = np.full(self.d, -np.inf)
+        for g in train:
+            idx = self.rows[g]
+            Rg = self.H0[idx] - self._A(idx) @ E
+            np.minimum(lo, Rg.min(axis=0), out=lo)
+            np.maximum(hi, Rg.max(axis=0), out=hi)
+        return lo, hi
+
+    # --- the probe ------------------------------------------------------------------------
+    def fit(self, train, test, alphas=None, geom: bool = True, select: str = "gcv",
+            E: np.ndarray | None = None, inside: np.ndarray | None = None) -> FoldFit:
+        """Ridge on folds ``train``, scored on fold ``test``, for every penalty of ``alphas``.
+
+        ``geom``: probe the geometric residual (projection fit on ``train``, or on all rows with
+        ``fit_projection="all"``); else the raw features. ``E``/``inside`` give another residual
+        :math:`H_0 - A E` explicitly.
+        """
+        if select not in SELECT:
+            raise InputError(f"select must be one of {SELECT}, got {select!r}")
+        grid = as_alpha_grid(alphas)
+        train = [int(g) for g in train]
+        full = E is None and not geom
+        if E is None and geom and self.fit_projection == "all":
+            E, inside = np.zeros((self.k + 1, self.d)), self.inside_all
+        elif E is None:
+            E, inside = self.geom_coef(train) if geom else (self.full_coef(), np.zeros(self.d, dtype=bool))
+        if inside is None:
+            inside = np.zeros(self.d, dtype=bool)
+        S = self.G[train].sum(axis=0)
+        h, a, yi = self._sl
+        n_T = S[a, a][-1, -1]
+        HA_E = S[h, a] @ E
+        RR = S[h, h] - HA_E - HA_E.T + E.T @ S[a, a] @ E
+        s_R = S[h, a][:, -1] - E.T @ S[a, a][:, -1]
+        Ry = S[h, yi] - E.T @ S[a, yi]
+        y_bar = S[a, yi][-1] / n_T
+        mu = s_R / n_T
+        cov = RR / n_T - np.outer(mu, mu)
+        lo, hi = self._train_bounds(train, E, full)
+        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        if self.standardize:
+            scale = np.maximum(np.abs(lo), np.abs(hi))
+            keep = (std > self.rtol * np.where(scale > 0, scale, 1.0)) & ~inside
+            sig = std
+        else:
+            keep = ~inside
+            sig = np.ones(self.d)
+        keep_idx = np.flatnonzero(keep)
+        test_idx = self.rows[int(test)]
+        y_te = self.y0[test_idx]
+        n_a = len(grid)
+        if keep_idx.size == 0:
+            P = np.full((len(test_idx), n_a), y_bar)
+            yc2 = S[yi, yi] - n_T * y_bar ** 2
+            crit = np.full(n_a, yc2 / n_T)
+            return FoldFit(_r2_curve(y_te, P), crit, 0, P[:, 0] + self.y_mean, 0)
+        mu_k, sig_k = mu[keep_idx], sig[keep_idx]
+        ZZ = n_T * cov[np.ix_(keep_idx, keep_idx)] / np.outer(sig_k, sig_k)
+        Zy = (Ry[keep_idx] - n_T * mu_k * y_bar) / sig_k
+        s, V = np.linalg.eigh(ZZ)
+        s = np.maximum(s, 0.0)
+        q = V.T @ Zy
+        filt = 1.0 / (s[:, None] + grid[None, :])                 # (d', n_alphas)
+        W = V @ (q[:, None] * filt)                               # ridge weights, every alpha
+
+        Z_te = (self.H0[test_idx][:, keep_idx] - self._A(test_idx) @ E[:, keep_idx] - mu_k) / sig_k
+        if self.standardize and self.clip:
+            np.clip(Z_te, (lo[keep_idx] - mu_k) / sig_k, (hi[keep_idx] - mu_k) / sig_k, out=Z_te)
+        P = y_bar + Z_te @ W
+        r2 = _r2_curve(y_te, P)
+
+        yc2 = max(S[yi, yi] - n_T * y_bar ** 2, 0.0)
+        if n_a == 1:
+            crit = np.zeros(1)
+        elif select == "gcv":
+            rss = yc2 - np.sum(q[:, None] ** 2 * (s[:, None] + 2 * grid) * filt ** 2, axis=0)
+            df = 1.0 + np.sum(s[:, None] * filt, axis=0)
+            crit = (np.maximum(rss, 0.0) / n_T) / (1.0 - df / n_T) ** 2
+        else:
+            crit = self._loo(train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T)
+        chosen = int(np.argmin(crit))
+        return FoldFit(r2, crit, chosen, P[:, chosen] + self.y_mean, keep_idx.size)
+
+    def _loo(self, train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T):
+        """Exact leave-one-out mean squared error for every penalty (RidgeCV's criterion)."""
+        idx = np.concatenate([self.rows[g] for g in train])
+        Z = (self.H0[idx][:, keep_idx] - self._A(idx) @ E[:, keep_idx] - mu_k) / sig_k
+        U = Z @ V
+        y_c = self.y0[idx] - y_bar
+        fitted = U @ (q[:, None] * filt)
+        lev = (U ** 2) @ filt + 1.0 / n_T
+        return np.mean(((y_c[:, None] - fitted) / (1.0 - lev)) ** 2, axis=0)
+
+
+__all__ = ["FoldFit", "RidgeFolds", "SELECT", "as_alpha_grid"]

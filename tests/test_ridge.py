@@ -1,0 +1,171 @@
+"""Closed-form ridge CPD (cpd_core.ridge) against the row-wise scikit-learn route, fold by fold."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.metrics import r2_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from cpd_core import InputError, cpd
+from cpd_core.decomposition import fold_labels
+from cpd_core.probes import RIDGE_ALPHAS, ClippedStandardScaler
+from cpd_core.projection import CompositionProjector
+from cpd_core.ridge import RidgeFolds, as_alpha_grid
+from cpd_core.synthetic import planted
+
+FIXED = [1e-3, 0.1, 1.0, 10.0, 100.0, 1e4]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return planted(n=500, comp_share=0.3, geom_share=0.4, n_features=24, seed=3)
+
+
+def _rowwise(H, C, y, fold_of, fold, geom, model):
+    """The reference: projection fit on the training rows, then a scikit-learn pipeline."""
+    tr, te = fold_of != fold, fold_of == fold
+    if geom:
+        proj = CompositionProjector().fit(C[tr], H[tr])
+        X_tr, X_te = proj.transform(C[tr], H[tr]), proj.transform(C[te], H[te])
+    else:
+        X_tr, X_te = H[tr], H[te]
+    fitted = model.fit(X_tr, y[tr])
+    return r2_score(y[te], fitted.predict(X_te)), fitted
+
+
+@pytest.mark.parametrize("geom", [True, False])
+@pytest.mark.parametrize("scaler", ["clipped", "plain", "none"])
+def test_every_alpha_equals_the_sklearn_route(data, geom, scaler):
+    H, C, y = data.H, data.C, data.y
+    fold_of = fold_labels(len(y), 4, seed=0)
+    rf = RidgeFolds(H, C, y, fold_of, standardize=scaler != "none", clip=scaler == "clipped")
+    for fold in range(4):
+        fit = rf.fit([g for g in range(4) if g != fold], fold, FIXED, geom=geom)
+        for alpha, r2 in zip(FIXED, fit.r2):
+            steps = {"clipped": [ClippedStandardScaler()], "plain": [StandardScaler()], "none": []}[scaler]
+            ref, _ = _rowwise(H, C, y, fold_of, fold, geom, make_pipeline(*steps, Ridge(alpha=alpha)))
+            assert r2 == pytest.approx(ref, abs=1e-8)
+
+
+def test_clipping_matters_and_is_reproduced():
+    """Held-out values beyond the training range: the clipped and plain probes differ, each matched."""
+    rng = np.random.default_rng(0)
+    n = 300
+    C = np.column_stack([rng.integers(0, 4, n), np.ones(n)])
+    H = rng.standard_t(2, size=(n, 6))                    # heavy tails: test rows escape the range
+    y = H[:, 0] + rng.normal(size=n)
+    fold_of = fold_labels(n, 3, seed=1)
+    clipped = RidgeFolds(H, C, y, fold_of).fit([1, 2], 0, [1.0])
+    plain = RidgeFolds(H, C, y, fold_of, clip=False).fit([1, 2], 0, [1.0])
+    assert abs(clipped.r2[0] - plain.r2[0]) > 1e-4
+    for fit, scaler in ((clipped, ClippedStandardScaler()), (plain, ClippedStandardScaler(clip=False))):
+        ref, _ = _rowwise(H, C, y, fold_of, 0, True, Pipeline([("s", scaler), ("r", Ridge(alpha=1.0))]))
+        assert fit.r2[0] == pytest.approx(ref, abs=1e-10)
+
+
+@pytest.mark.parametrize("geom", [True, False])
+def test_loo_selection_equals_ridgecv(data, geom):
+    H, C, y = data.H, data.C, data.y
+    fold_of = fold_labels(len(y), 5, seed=2)
+    rf = RidgeFolds(H, C, y, fold_of)
+    for fold in range(5):
+        fit = rf.fit([g for g in range(5) if g != fold], fold, None, geom=geom, select="loo")
+        ref, model = _rowwise(H, C, y, fold_of, fold, geom, Pipeline([("s", ClippedStandardScaler()),
+                                                                       ("r", RidgeCV(alphas=RIDGE_ALPHAS))]))
+        assert RIDGE_ALPHAS[fit.chosen] == model[-1].alpha_
+        assert fit.r2[fit.chosen] == pytest.approx(ref, abs=1e-8)
+
+
+def test_gcv_criterion_is_the_closed_form(data):
+    """GCV from (s, q) equals RSS / n / (1 - tr(hat)/n)² computed from explicit fits."""
+    H, C, y = data.H, data.C, data.y
+    fold_of = fold_labels(len(y), 3, seed=0)
+    fit = RidgeFolds(H, C, y, fold_of).fit([1, 2], 0, FIXED, geom=False, select="gcv")
+    tr = fold_of != 0
+    Z = ClippedStandardScaler().fit_transform(H[tr])
+    Zc, yc = Z - Z.mean(0), y[tr] - y[tr].mean()
+    n = tr.sum()
+    for alpha, crit in zip(FIXED, fit.criterion):
+        hat = Zc @ np.linalg.solve(Zc.T @ Zc + alpha * np.eye(Z.shape[1]), Zc.T)
+        rss = np.sum((yc - hat @ yc) ** 2)
+        assert crit == pytest.approx(rss / n / (1 - (np.trace(hat) + 1) / n) ** 2, rel=1e-8)
+
+
+def test_cpd_default_matches_loo_choices_mostly_and_reports_curve(data):
+    res = cpd(data.H, data.C, data.y, cv=5, seed=0)
+    loo = cpd(data.H, data.C, data.y, cv=5, seed=0, select="loo")
+    assert res.curve is not None and len(res.curve) == 5 * len(RIDGE_ALPHAS)
+    # the chosen penalty's held-out score is the curve's value there
+    for fold, row in res.folds.iterrows():
+        at = res.curve[(res.curve["fold"] == fold) & np.isclose(res.curve["alpha"], row["alpha_geom"])]
+        assert at["r2_geom"].iloc[0] == pytest.approx(row["r2_geom"], abs=1e-12)
+    assert abs(res.r2_geom - loo.r2_geom) < 0.01
+
+
+def test_fixed_alpha_and_custom_grid(data):
+    one = cpd(data.H, data.C, data.y, cv=3, alphas=10.0)
+    assert (one.folds["alpha_geom"] == 10.0).all() and (one.folds["alpha_full"] == 10.0).all()
+    grid = cpd(data.H, data.C, data.y, cv=3, alphas=[0.1, 10.0, 1000.0])
+    assert set(grid.folds["alpha_geom"]) <= {0.1, 10.0, 1000.0}
+    assert sorted(grid.curve["alpha"].unique()) == [0.1, 10.0, 1000.0]
+    r2_at_10 = grid.curve[grid.curve["alpha"] == 10.0].set_index("fold")["r2_geom"]
+    np.testing.assert_allclose(r2_at_10, one.folds["r2_geom"], atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [[], [0.0], [-1.0], [np.nan], [[1.0, 2.0]]])
+def test_bad_alphas_raise(bad):
+    with pytest.raises(InputError):
+        as_alpha_grid(bad)
+
+
+def test_bad_select_raises(data):
+    with pytest.raises(InputError, match="select"):
+        cpd(data.H, data.C, data.y, select="aic")
+
+
+def test_element_missing_from_a_training_fold_is_projected_as_rowwise():
+    """Rank-deficient training composition: one molecule has an element no other has."""
+    rng = np.random.default_rng(5)
+    n = 120
+    counts = rng.integers(0, 5, size=(n, 3)).astype(float)
+    rare = np.zeros(n)
+    rare[7] = 2.0
+    C = np.column_stack([counts, rare, np.ones(n)])
+    H = np.column_stack([C[:, :4] @ rng.normal(size=(4, 5)), rng.normal(size=(n, 5))])
+    y = H[:, 5] + counts[:, 0] + 3 * rare + 0.1 * rng.normal(size=n)
+    fold_of = fold_labels(n, 4, seed=0)
+    fold = fold_of[7]                                     # row 7's fold: the rare element is absent in training
+    fit = RidgeFolds(H, C, y, fold_of).fit([g for g in range(4) if g != fold], fold, FIXED, geom=True)
+    for alpha, r2 in zip(FIXED, fit.r2):
+        ref, _ = _rowwise(H, C, y, fold_of, fold, True,
+                          Pipeline([("s", ClippedStandardScaler()), ("r", Ridge(alpha=alpha))]))
+        assert r2 == pytest.approx(ref, abs=1e-8)
+
+
+def test_columns_inside_composition_span_are_dropped_like_the_projector():
+    rng = np.random.default_rng(1)
+    n = 200
+    C = np.column_stack([rng.integers(0, 6, size=(n, 2)), np.ones(n)])
+    H = np.column_stack([C @ [1.0, 2.0, 0.5], C @ [0.0, -1.0, 3.0], rng.normal(size=(n, 3))])
+    y = C[:, 0] + H[:, 2]
+    fold_of = fold_labels(n, 4, seed=0)
+    fit = RidgeFolds(H, C, y, fold_of).fit([1, 2, 3], 0, [1.0], geom=True)
+    assert fit.n_kept == 3
+    ref, _ = _rowwise(H, C, y, fold_of, 0, True, Pipeline([("s", ClippedStandardScaler()), ("r", Ridge(alpha=1.0))]))
+    assert fit.r2[0] == pytest.approx(ref, abs=1e-10)
+
+
+def test_large_offsets_keep_precision():
+    """Features with a mean 10⁵ × their spread: the centred Gram route keeps the sklearn answer."""
+    rng = np.random.default_rng(2)
+    n = 400
+    C = np.column_stack([rng.integers(0, 6, size=(n, 2)), np.ones(n)])
+    H = 1e5 + rng.normal(size=(n, 4))
+    y = H[:, 0] - 1e5 + 0.3 * rng.normal(size=n) + 1e4
+    fold_of = fold_labels(n, 4, seed=0)
+    rf = RidgeFolds(H, C, y, fold_of)
+    for geom in (True, False):
+        fit = rf.fit([1, 2, 3], 0, [1.0], geom=geom)
+        ref, _ = _rowwise(H, C, y, fold_of, 0, geom, Pipeline([("s", ClippedStandardScaler()), ("r", Ridge(alpha=1.0))]))
+        assert fit.r2[0] == pytest.approx(ref, abs=1e-7)
