@@ -128,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             table = model_table()
             table["training data"] = table["training data"].map(lambda s: s if len(s) <= 36 else s[:35] + "…")
             table["caveat"] = table["caveat"].map(lambda s: "yes" if s else "")
-            table = table[["model", "status", "family", "domain", "offline", "caveat", "training data",
-                           "stands in for", "twin of"]]
+            table["QM9 overlap"] = table["QM9 overlap"].map(lambda s: "yes" if s else "")
+            table = table[["model", "status", "family", "domain", "offline", "caveat", "QM9 overlap",
+                           "training data", "stands in for", "twin of"]]
             with pd.option_context("display.width", 250, "display.max_rows", None):
                 print(table.to_string(index=False))
-            print("\nmace:PATH and matgl:PATH load a local checkpoint; caveats: "
-                  "python -c 'from cpd_core.models import model_table; print(model_table()[[\"model\", \"caveat\"]])'")
+            print("\nmace:PATH and matgl:PATH load a local checkpoint; caveats and QM9 overlaps: "
+                  "python -c 'from cpd_core.models import model_table; "
+                  "print(model_table()[[\"model\", \"caveat\", \"QM9 overlap\"]])'")
         elif args.command == "train":
             _train(args)
         elif args.command == "extract":
