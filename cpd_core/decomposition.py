@@ -159,9 +159,9 @@ def fold_labels(n: int, cv: int = 5, seed: int = 0) -> np.ndarray:
     return fold_of
 
 
-def _ridge_folds(H, C, y, fold_of, cv, fit_projection, standardize, grid, select):
+def _ridge_folds(H, C, y, fold_of, cv, fit_projection, standardize, grid, select, clip=True):
     """Closed-form ridge on every fold (:mod:`cpd_core.ridge`): per-fold scores, OOF, curves."""
-    rf = RidgeFolds(H, C, y, fold_of, standardize=standardize, fit_projection=fit_projection)
+    rf = RidgeFolds(H, C, y, fold_of, standardize=standardize, clip=clip, fit_projection=fit_projection)
     rows, curves = [], []
     oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
     for fold in range(cv):
@@ -180,7 +180,7 @@ def _ridge_folds(H, C, y, fold_of, cv, fit_projection, standardize, grid, select
 
 def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str = "train",
         standardize: bool = True, alphas=None, select: str = "gcv", level: float = 0.95,
-        n_boot: int = 1000) -> CPDResult:
+        n_boot: int = 1000, clip: bool = True) -> CPDResult:
     r"""Composition Projection Decomposition of one target.
 
     Parameters
@@ -216,6 +216,9 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
         over the training rows per fold).
     level, n_boot : float, int
         Coverage and bootstrap replicates of the intervals (:attr:`CPDResult.ci`).
+    clip : bool
+        With ``standardize``, clip held-out standardised values to the training range (default);
+        ``False`` is plain z-scoring (scikit-learn's ``StandardScaler``).
 
     Returns
     -------
@@ -250,9 +253,9 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
 
     curve = None
     if isinstance(probe, str) and probe == "ridge":
-        rows, oof, curve = _ridge_folds(H, C, y, fold_of, int(cv), fit_projection, standardize, grid, select)
+        rows, oof, curve = _ridge_folds(H, C, y, fold_of, int(cv), fit_projection, standardize, grid, select, clip)
     else:
-        rows, oof = _generic_folds(H, C, y, fold_of, int(cv), probe, seed, fit_projection, standardize)
+        rows, oof = _generic_folds(H, C, y, fold_of, int(cv), probe, seed, fit_projection, standardize, clip)
     name = probe if isinstance(probe, str) else type(probe).__name__
     return _assemble(rows, oof, y, C, fold_of, int(cv), seed, name, fit_projection, H.shape[1], level, n_boot,
                      curve, rank)
@@ -296,7 +299,7 @@ def nested_result(template, rows, oof, probe: str, C) -> CPDResult:
                      template.n_features, template.level, template.n_boot)
 
 
-def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardize):
+def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardize, clip=True):
     """Any probe, refit per fold (MLP, GBT, a user's regressor)."""
     H_all = project_out(H, C) if fit_projection == "all" else None
     oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
@@ -311,7 +314,7 @@ def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardiz
             R_tr, R_te = H_all[tr], H_all[te]
         row = {"fold": fold}
         for key, X_tr, X_te in (("full", H[tr], H[te]), ("geom", R_tr, R_te)):
-            model = make_probe(probe, seed=seed, standardize=standardize).fit(X_tr, y[tr])
+            model = make_probe(probe, seed=seed, standardize=standardize, clip=clip).fit(X_tr, y[tr])
             oof[key][te] = model.predict(X_te)
             row[f"r2_{key}"] = r2_score(y[te], oof[key][te])
             alpha = ridge_alpha(model)

@@ -4,8 +4,10 @@ Three probe families, as in the paper:
 
 ``"ridge"``
     Linear ridge regression, :math:`\min_w \|y - Xw - b\|^2 + \alpha\|w\|^2`,
-    with :math:`\alpha` chosen per training fold by efficient leave-one-out
-    cross-validation (generalised CV) over the grid :data:`RIDGE_ALPHAS`.
+    with :math:`\alpha` chosen per training fold over the grid :data:`RIDGE_ALPHAS`.
+    :func:`cpd_core.cpd` runs it in closed form (:mod:`cpd_core.ridge`: GCV by default, exact
+    leave-one-out with ``select="loo"``); :func:`make_probe` returns the equivalent row-wise
+    scikit-learn pipeline (``RidgeCV``, leave-one-out) for use elsewhere.
     The primary CPD metric: a ridge probe can only read what is *linearly*
     accessible.
 ``"mlp"``
@@ -99,7 +101,7 @@ class ClippedStandardScaler(TransformerMixin, BaseEstimator):
         return np.clip(Z, self.lo_, self.hi_) if self.clip else Z
 
 
-def make_probe(name: str | RegressorMixin, seed: int = 0, standardize: bool = True):
+def make_probe(name: str | RegressorMixin, seed: int = 0, standardize: bool = True, clip: bool = True):
     """A fresh, unfitted probe.
 
     Parameters
@@ -110,6 +112,8 @@ def make_probe(name: str | RegressorMixin, seed: int = 0, standardize: bool = Tr
         Random state of the MLP and GBT probes.
     standardize : bool
         Put a :class:`ClippedStandardScaler` in front of ridge and MLP.
+    clip : bool
+        Whether that scaler clips held-out values to the training range.
 
     Examples
     --------
@@ -135,7 +139,7 @@ def make_probe(name: str | RegressorMixin, seed: int = 0, standardize: bool = Tr
             random_state=seed,
         )
         model = TransformedTargetRegressor(regressor=mlp, transformer=StandardScaler())
-    steps = [("scale", ClippedStandardScaler())] if standardize else []
+    steps = [("scale", ClippedStandardScaler(clip=clip))] if standardize else []
     return Pipeline(steps + [("probe", model)])
 
 
