@@ -52,6 +52,9 @@ criterion, the project's choice before this module), which needs the training ro
 fold (:math:`h_{ii} = \sum_j U_{ij}^2/(s_j+\alpha) + 1/n_T`, :math:`U = Z_T V`). A single penalty
 fixes :math:`\alpha`.
 
+When a block has more columns than training rows the same is done on the :math:`n_T \times n_T`
+kernel :math:`Z Z^\top` (same non-zero spectrum; needs the training rows, cheap at such :math:`n`).
+
 Cost: one :math:`O(n d^2)` pass for the Gram matrices, one :math:`d \times d` eigendecomposition per
 fold, and :math:`O(n d)` per fold for the clipping bounds and the held-out rows.
 """
@@ -302,41 +305,56 @@ class RidgeFolds:
             crit = np.full(n_a, yc2 / n_T)
             return FoldFit(_r2_curve(y_te, P), crit, 0, P[:, 0] + self.y_mean, 0)
         mu_k, sig_k = mu[keep_idx], sig[keep_idx]
-        ZZ = n_T * cov[np.ix_(keep_idx, keep_idx)] / np.outer(sig_k, sig_k)
-        Zy = (Ry[keep_idx] - n_T * mu_k * y_bar) / sig_k
-        s, V = np.linalg.eigh(ZZ)
-        s = np.maximum(s, 0.0)
-        q = V.T @ Zy
-        filt = 1.0 / (s[:, None] + grid[None, :])                 # (d', n_alphas)
-        W = V @ (q[:, None] * filt)                               # ridge weights, every alpha
-
         Z_te = (self.H0[test_idx][:, keep_idx] - self._A(test_idx) @ E[:, keep_idx] - mu_k) / sig_k
         if self.standardize and self.clip:
             np.clip(Z_te, (lo[keep_idx] - mu_k) / sig_k, (hi[keep_idx] - mu_k) / sig_k, out=Z_te)
-        P = y_bar + Z_te @ W
+        yc2 = max(S[yi, yi] - n_T * y_bar ** 2, 0.0)
+        dual = keep_idx.size > n_T
+        if dual:
+            # more columns than training rows: the n_T x n_T kernel Z Z^T has the same spectrum
+            idx = np.concatenate([self.rows[g] for g in train])
+            Z = self._standardized(idx, E, keep_idx, mu_k, sig_k)
+            s, U = np.linalg.eigh(Z @ Z.T)
+            s = np.maximum(s, 0.0)
+            y_c = self.y0[idx] - y_bar
+            c = U.T @ y_c
+            filt = 1.0 / (s[:, None] + grid[None, :])                 # (n_T, n_alphas)
+            P = y_bar + (Z_te @ (Z.T @ U)) @ (c[:, None] * filt)
+            q2 = s * c ** 2
+        else:
+            ZZ = n_T * cov[np.ix_(keep_idx, keep_idx)] / np.outer(sig_k, sig_k)
+            Zy = (Ry[keep_idx] - n_T * mu_k * y_bar) / sig_k
+            s, V = np.linalg.eigh(ZZ)
+            s = np.maximum(s, 0.0)
+            q = V.T @ Zy
+            filt = 1.0 / (s[:, None] + grid[None, :])                 # (d', n_alphas)
+            P = y_bar + Z_te @ (V @ (q[:, None] * filt))              # ridge weights, every alpha
+            q2 = q ** 2
         r2 = _r2_curve(y_te, P)
 
-        yc2 = max(S[yi, yi] - n_T * y_bar ** 2, 0.0)
         if n_a == 1:
             crit = np.zeros(1)
         elif select == "gcv":
-            rss = yc2 - np.sum(q[:, None] ** 2 * (s[:, None] + 2 * grid) * filt ** 2, axis=0)
+            rss = yc2 - np.sum(q2[:, None] * (s[:, None] + 2 * grid) * filt ** 2, axis=0)
             df = 1.0 + np.sum(s[:, None] * filt, axis=0)
             crit = (np.maximum(rss, 0.0) / n_T) / (1.0 - df / n_T) ** 2
         else:
-            crit = self._loo(train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T)
+            if dual:
+                fitted = U @ (c[:, None] * s[:, None] * filt)
+                lev = (U ** 2) @ (s[:, None] * filt) + 1.0 / n_T
+            else:
+                idx = np.concatenate([self.rows[g] for g in train])
+                U = self._standardized(idx, E, keep_idx, mu_k, sig_k) @ V
+                y_c = self.y0[idx] - y_bar
+                fitted = U @ (q[:, None] * filt)
+                lev = (U ** 2) @ filt + 1.0 / n_T
+            crit = np.mean(((y_c[:, None] - fitted) / (1.0 - lev)) ** 2, axis=0)
         chosen = int(np.argmin(crit))
         return FoldFit(r2, crit, chosen, P[:, chosen] + self.y_mean, keep_idx.size)
 
-    def _loo(self, train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T):
-        """Exact leave-one-out mean squared error for every penalty (RidgeCV's criterion)."""
-        idx = np.concatenate([self.rows[g] for g in train])
-        Z = (self.H0[idx][:, keep_idx] - self._A(idx) @ E[:, keep_idx] - mu_k) / sig_k
-        U = Z @ V
-        y_c = self.y0[idx] - y_bar
-        fitted = U @ (q[:, None] * filt)
-        lev = (U ** 2) @ filt + 1.0 / n_T
-        return np.mean(((y_c[:, None] - fitted) / (1.0 - lev)) ** 2, axis=0)
+    def _standardized(self, idx, E, keep_idx, mu_k, sig_k) -> np.ndarray:
+        """Standardised residual rows ``idx`` (kept columns)."""
+        return (self.H0[idx][:, keep_idx] - self._A(idx) @ E[:, keep_idx] - mu_k) / sig_k
 
 
 __all__ = ["FoldFit", "RidgeFolds", "SELECT", "as_alpha_grid"]

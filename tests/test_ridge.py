@@ -169,3 +169,26 @@ def test_large_offsets_keep_precision():
         fit = rf.fit([1, 2, 3], 0, [1.0], geom=geom)
         ref, _ = _rowwise(H, C, y, fold_of, 0, geom, Pipeline([("s", ClippedStandardScaler()), ("r", Ridge(alpha=1.0))]))
         assert fit.r2[0] == pytest.approx(ref, abs=1e-7)
+
+
+@pytest.mark.parametrize("select", ["gcv", "loo"])
+def test_more_columns_than_rows_uses_the_kernel_and_still_matches(select):
+    """d > n_train: the dual (kernel) path gives the scikit-learn answers and choices."""
+    rng = np.random.default_rng(7)
+    n, d = 90, 150
+    C = np.column_stack([rng.integers(0, 5, size=(n, 2)), np.ones(n)])
+    H = rng.normal(size=(n, d))
+    y = H[:, :5].sum(axis=1) + C[:, 0] + 0.5 * rng.normal(size=n)
+    fold_of = fold_labels(n, 3, seed=0)
+    rf = RidgeFolds(H, C, y, fold_of)
+    for geom in (True, False):
+        fit = rf.fit([1, 2], 0, None, geom=geom, select=select)
+        fixed = rf.fit([1, 2], 0, FIXED, geom=geom)
+        for alpha, r2 in zip(FIXED, fixed.r2):
+            ref, _ = _rowwise(H, C, y, fold_of, 0, geom, Pipeline([("s", ClippedStandardScaler()),
+                                                                    ("r", Ridge(alpha=alpha))]))
+            assert r2 == pytest.approx(ref, abs=1e-8)
+        if select == "loo":
+            _, model = _rowwise(H, C, y, fold_of, 0, geom, Pipeline([("s", ClippedStandardScaler()),
+                                                                      ("r", RidgeCV(alphas=RIDGE_ALPHAS))]))
+            assert RIDGE_ALPHAS[fit.chosen] == model[-1].alpha_
