@@ -1,6 +1,8 @@
 """Figures of the book. Each takes the tables an experiment returned and returns a matplotlib Figure.
 
-Every figure shows per-fold values beside the mean: a mean can hide a collapsed fold.
+Every figure shows per-fold values beside the mean (a mean can hide a collapsed fold); the figures of
+:func:`recovery_plot`, :func:`cpd_bars` and :func:`fold_strip` draw each reported score's 95 % interval
+(:attr:`cpd_core.CPDResult.ci`) as its error bar.
 """
 
 from __future__ import annotations
@@ -15,16 +17,43 @@ SCORE_LABELS = {"r2_comp": "R²_comp (linear in C)", "r2_full": "R²_full (raw f
 PROBE_ORDER = ["ridge", "mlp", "gbt"]
 
 
+def _yerr(values, lo, hi) -> np.ndarray:
+    """Asymmetric error-bar lengths ``[[v - lo], [hi - v]]`` of intervals around values (never negative)."""
+    values, lo, hi = (np.asarray(a, dtype=float) for a in (values, lo, hi))
+    return np.vstack([np.maximum(values - lo, 0), np.maximum(hi - values, 0)])
+
+
+def _fold_values(folds: pd.DataFrame, score: str) -> pd.DataFrame:
+    """Per-fold values of ``score`` in a column of that name, from a wide or a long (``score``, ``r2``) table."""
+    if score in folds:
+        return folds
+    if {"score", "r2"} <= set(folds.columns):
+        return folds[folds["score"] == score].rename(columns={"r2": score})
+    raise KeyError(f"folds has neither a {score!r} column nor long-format 'score'/'r2' columns")
+
+
 def recovery_plot(summary: pd.DataFrame, folds: pd.DataFrame) -> plt.Figure:
-    """Recovered R²_geom against the planted value, per probe (identity = perfect recovery)."""
+    """Recovered R²_geom against the planted value, per probe (identity = perfect recovery).
+
+    Markers are fold means with their 95 % interval (``r2_geom_lo``, ``r2_geom_hi`` of the summary)
+    as error bars; small dots are single folds. Probes are offset a little along x so their bars
+    do not hide each other.
+    """
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    lim = [min(-0.05, folds["r2_geom"].min() - 0.05), max(1.0, folds["r2_geom"].max() + 0.05)]
+    low = min(folds["r2_geom"].min(), summary["r2_geom_lo"].min())
+    high = max(folds["r2_geom"].max(), summary["r2_geom_hi"].max())
+    lim = [min(-0.05, low - 0.05), max(1.0, high + 0.05)]
     ax.plot(lim, lim, color="0.6", lw=1, ls="--", label="recovered = planted")
     palette = dict(zip(PROBE_ORDER, sns.color_palette("colorblind", 3)))
+    probes = list(dict.fromkeys(summary["probe"]))
+    shift = {p: 0.012 * (i - (len(probes) - 1) / 2) for i, p in enumerate(probes)}
     for probe, grp in folds.groupby("probe", sort=False):
-        ax.scatter(grp["r2_geom_true"], grp["r2_geom"], s=12, alpha=0.5, color=palette.get(probe))
+        ax.scatter(grp["r2_geom_true"] + shift.get(probe, 0), grp["r2_geom"], s=10, alpha=0.35,
+                   color=palette.get(probe), linewidths=0)
     for probe, grp in summary.groupby("probe", sort=False):
-        ax.plot(grp["r2_geom_true"], grp["r2_geom"], marker="o", color=palette.get(probe), label=probe)
+        ax.errorbar(grp["r2_geom_true"] + shift[probe], grp["r2_geom"],
+                    yerr=_yerr(grp["r2_geom"], grp["r2_geom_lo"], grp["r2_geom_hi"]), marker="o", ms=4,
+                    capsize=3, color=palette.get(probe), label=f"{probe} (95 % interval)")
     ax.set(xlim=lim, ylim=lim, xlabel="planted geometric share (true linear R²_geom)",
            ylabel="recovered R²_geom (5-fold CV)")
     ax.legend(frameon=False, loc="upper left")
@@ -35,33 +64,50 @@ def recovery_plot(summary: pd.DataFrame, folds: pd.DataFrame) -> plt.Figure:
 
 def cpd_bars(summary: pd.DataFrame, folds: pd.DataFrame, title: str | None = None,
              floor: float = -0.5) -> plt.Figure:
-    """R²_comp, R²_full and R²_geom per probe and target; bars are fold means, dots are folds.
+    """R²_comp, R²_full and R²_geom per probe and target: bars are fold means, error bars their 95 % intervals.
 
-    The y axis stops at ``floor``; folds below it are drawn on the floor as
-    triangles and counted in the panel title.
+    ``summary`` needs ``target``, ``probe`` and each score with its ``_lo`` and ``_hi`` columns
+    (:meth:`~cpd_core.CPDResult.summary`); ``folds`` the per-fold scores (long format, as
+    :func:`~cpd_core.cpd_table` returns), drawn as dots. The y axis stops at ``floor``: folds below
+    it are drawn on the floor as triangles and counted in the panel title, bars and intervals are
+    cut there.
     """
     targets = list(dict.fromkeys(summary["target"]))
+    scores = list(SCORE_LABELS)
+    colors = dict(zip(scores, sns.color_palette("colorblind", len(scores))))
+    width = 0.8 / len(scores)
+    rng = np.random.default_rng(0)
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), sharey=True, squeeze=False)
-    long = summary.melt(id_vars=["target", "probe"], value_vars=list(SCORE_LABELS),
-                        var_name="score", value_name="r2")
     for ax, target in zip(axes[0], targets):
-        sub = long[long["target"] == target]
-        fsub = folds[folds["target"] == target].copy()
-        sns.barplot(data=sub, x="probe", y="r2", hue="score", hue_order=list(SCORE_LABELS), ax=ax,
-                    order=[p for p in PROBE_ORDER if p in set(sub["probe"])], palette="colorblind",
-                    errorbar=None, alpha=0.8)
-        low = fsub["r2"] < floor
-        fsub["r2"] = fsub["r2"].clip(lower=floor)
-        sns.stripplot(data=fsub, x="probe", y="r2", hue="score", hue_order=list(SCORE_LABELS), dodge=True,
-                      ax=ax, order=[p for p in PROBE_ORDER if p in set(sub["probe"])], palette="dark:k", size=3,
-                      legend=False)
+        sub = summary[summary["target"] == target].set_index("probe")
+        probes = [p for p in PROBE_ORDER if p in sub.index] + [p for p in sub.index if p not in PROBE_ORDER]
+        fsub = folds[folds["target"] == target]
+        below = 0
+        for k, score in enumerate(scores):
+            x = np.arange(len(probes)) + (k - (len(scores) - 1) / 2) * width
+            v = sub.loc[probes, score].to_numpy(dtype=float)
+            lo = sub.loc[probes, f"{score}_lo"].to_numpy(dtype=float)
+            hi = sub.loc[probes, f"{score}_hi"].to_numpy(dtype=float)
+            ax.bar(x, np.maximum(v, floor), width, color=colors[score], alpha=0.8, label=SCORE_LABELS[score])
+            ax.errorbar(x, np.maximum(v, floor), yerr=_yerr(np.maximum(v, floor), np.maximum(lo, floor),
+                                                           np.maximum(hi, floor)),
+                        fmt="none", ecolor="k", elinewidth=1.2, capsize=3)
+            for xi, probe in zip(x, probes):
+                r2 = fsub.loc[(fsub["probe"] == probe) & (fsub["score"] == score), "r2"].to_numpy(dtype=float)
+                jitter = xi + rng.uniform(-0.25, 0.25, len(r2)) * width
+                ok = r2 >= floor
+                below += int((~ok).sum())
+                ax.scatter(jitter[ok], r2[ok], s=7, color="0.25", alpha=0.7, zorder=3, linewidths=0)
+                ax.scatter(jitter[~ok], np.full((~ok).sum(), floor), marker="v", s=16, color="0.25", zorder=3)
         ax.axhline(0, color="0.3", lw=0.8)
-        ax.set(title=f"{target}" + (f"  ({int(low.sum())} fold(s) < {floor})" if low.any() else ""),
+        ax.set_xticks(np.arange(len(probes)), probes)
+        ax.set(title=f"{target}" + (f"  ({below} fold(s) < {floor})" if below else ""),
                xlabel="probe", ylabel="R² (5-fold CV)", ylim=(floor, 1.02))
-        ax.get_legend().remove()
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, [SCORE_LABELS.get(lbl, lbl) for lbl in labels], loc="lower center",
-               ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    handles += [plt.Line2D([], [], color="k", marker="_", ms=8, lw=1.2, label="95 % interval"),
+                plt.Line2D([], [], color="0.25", marker="o", ms=3, ls="none", label="single fold")]
+    fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False, bbox_to_anchor=(0.5, -0.02),
+               fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -69,12 +115,27 @@ def cpd_bars(summary: pd.DataFrame, folds: pd.DataFrame, title: str | None = Non
     return fig
 
 
-def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant") -> plt.Figure:
-    """Per-fold scores of each group (column ``by``) on a symmetric-log axis, so collapsed folds stay visible."""
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * folds[by].nunique() + 1.2))
-    sns.stripplot(data=folds, y=by, x=score, ax=ax, size=6, color="C0", jitter=0.1)
-    means = folds.groupby(by, sort=False)[score].mean()
-    ax.scatter(means.values, np.arange(len(means)), marker="|", s=300, color="C3", label="mean over folds")
+def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant",
+               summary: pd.DataFrame | None = None) -> plt.Figure:
+    """Per-fold scores of each group (column ``by``) on a symmetric-log axis, so collapsed folds stay visible.
+
+    ``folds`` is wide (a ``score`` column) or long (``score`` and ``r2`` columns). With ``summary``
+    (one row per group: column or index ``by``, ``score`` and its ``_lo``/``_hi`` interval) the
+    red mark is the reported score with its 95 % interval as error bar; without it, the plain mean
+    over folds.
+    """
+    folds = _fold_values(folds, score)
+    order = list(dict.fromkeys(folds[by]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(order) + 1.2))
+    sns.stripplot(data=folds, y=by, x=score, ax=ax, size=6, color="C0", jitter=0.1, order=order)
+    ypos = np.arange(len(order))
+    if summary is not None:
+        s = (summary.set_index(by) if by in summary else summary).loc[order]
+        ax.errorbar(s[score], ypos, xerr=_yerr(s[score], s[f"{score}_lo"], s[f"{score}_hi"]), fmt="|", ms=20,
+                    color="C3", capsize=4, elinewidth=1.5, label="score, 95 % interval")
+    else:
+        means = folds.groupby(by, sort=False)[score].mean().loc[order]
+        ax.scatter(means.values, ypos, marker="|", s=300, color="C3", label="mean over folds")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.axvline(0, color="0.5", lw=0.8)
     ax.set(xlabel=f"{SCORE_LABELS.get(score, score)} per fold (symlog)", ylabel="")
@@ -88,12 +149,15 @@ PROBE_MARKERS = {"ridge": "o", "mlp": "^", "gbt": "s"}
 
 
 def gradient_plot(summary: pd.DataFrame, order: list[str] | None = None, floor: float = -0.5) -> plt.Figure:
-    """R²_geom per model and probe (markers) with R²_comp (grey bar), one panel per target.
+    """R²_geom per model and probe (markers, 95 % intervals as bars) with R²_comp (grey bar), one panel per target.
 
     Models are grouped by architectural family (``order``: family names top to bottom,
     default as they come), each trained model above its random-init twin, whose label is
-    grey. Scores below ``floor`` are drawn on it as open markers.
+    grey. Scores below ``floor`` are drawn on it as open markers. Control targets and twin
+    seeds after the first are left out (their tables are beside the figure in the book).
     """
+    if "control" in summary:
+        summary = summary[~summary["control"].astype(bool) & (summary["seed"] == summary["seed"].min())]
     order = order or list(dict.fromkeys(summary["family"]))
     models = (summary.drop_duplicates("model")
               .assign(_f=lambda d: d["family"].map({f: i for i, f in enumerate(order)}),
@@ -110,10 +174,15 @@ def gradient_plot(summary: pd.DataFrame, order: list[str] | None = None, floor: 
         comp = sub.drop_duplicates("model").set_index("model")["r2_comp"]
         ax.barh([ypos[m] for m in comp.index], comp.clip(lower=floor) - floor, left=floor, height=0.7,
                 color="0.85", label="R²_comp (composition alone)")
-        for probe, grp in sub.groupby("probe", sort=False):
-            y = np.array([ypos[m] for m in grp["model"]])
+        for k, (probe, grp) in enumerate(sub.groupby("probe", sort=False)):
+            y = np.array([ypos[m] for m in grp["model"]]) + (k - 1) * 0.18
             x = grp["r2_geom"].to_numpy()
             low = x < floor
+            if "r2_geom_lo" in grp:
+                lo = np.maximum(grp["r2_geom_lo"].to_numpy(), floor)
+                hi = np.maximum(grp["r2_geom_hi"].to_numpy(), floor)
+                ax.errorbar(np.clip(x, floor, None), y, xerr=[np.clip(x, floor, None) - lo, hi - np.clip(x, floor, None)],
+                            fmt="none", ecolor=palette.get(probe), elinewidth=1, capsize=2, zorder=2)
             ax.scatter(np.where(low, floor, x), y, marker=PROBE_MARKERS.get(probe, "o"), s=34, zorder=3,
                        color=palette.get(probe), label=f"R²_geom, {probe}")
             if low.any():
@@ -123,7 +192,7 @@ def gradient_plot(summary: pd.DataFrame, order: list[str] | None = None, floor: 
         for e in edges:
             ax.axhline(e - 0.5, color="0.6", lw=0.6)
         ax.axvline(0, color="0.3", lw=0.8)
-        ax.set(title=target, xlim=(floor, 1.0), xlabel="R² (5-fold CV)")
+        ax.set(title=target, xlim=(floor, 1.0), xlabel="R² (5-fold CV, nested; bars: 95 % interval)")
     ax0 = axes[0][0]
     ax0.set_yticks(range(len(names)))
     ax0.set_yticklabels(names)
@@ -141,12 +210,14 @@ def gradient_plot(summary: pd.DataFrame, order: list[str] | None = None, floor: 
 SUPERVISION_COLORS = {"gap-trained": "#0173b2", "U0-trained": "#de8f05", "random-init": "0.65"}
 
 
-def alignment_plot(table: pd.DataFrame, paper: dict | None = None, floor: float = -0.5) -> plt.Figure:
+def alignment_plot(table: pd.DataFrame, paper: dict | None = None, floor: float = -0.5,
+                   lo: pd.DataFrame | None = None, hi: pd.DataFrame | None = None) -> plt.Figure:
     """R²_geom per architecture and target for the gap-trained, U0-trained and random-init twins.
 
-    ``table`` is :func:`cpd_core.experiments.alignment.alignment_table`; ``paper`` maps
-    ``(arch, supervision)`` to the paper's value for the gap, drawn as black diamonds. Bars stop
-    at ``floor`` (their value is printed when they go below it).
+    ``table`` is :func:`cpd_core.experiments.alignment.alignment_table`; ``lo``/``hi`` the same
+    table of the interval bounds (``score="r2_geom_lo"``/``"r2_geom_hi"``), drawn as error bars;
+    ``paper`` maps ``(arch, supervision)`` to the paper's value for the gap, drawn as black
+    diamonds. Bars stop at ``floor`` (their value is printed when they go below it).
     """
     targets = list(dict.fromkeys(table["target"]))
     columns = [c for c in SUPERVISION_COLORS if c in table.columns]
@@ -159,6 +230,14 @@ def alignment_plot(table: pd.DataFrame, paper: dict | None = None, floor: float 
             pos = x + (k - (len(columns) - 1) / 2) * width
             values = sub[column].to_numpy(dtype=float)
             ax.bar(pos, np.maximum(values, floor), width, color=SUPERVISION_COLORS[column], label=column)
+            if lo is not None and hi is not None:
+                key = ["arch", "target"]
+                bounds = sub[key].merge(lo[key + [column]], on=key, how="left")[column].to_numpy(dtype=float), \
+                    sub[key].merge(hi[key + [column]], on=key, how="left")[column].to_numpy(dtype=float)
+                v = np.maximum(values, floor)
+                ax.errorbar(pos, v, yerr=[np.clip(v - np.maximum(bounds[0], floor), 0, None),
+                                          np.clip(np.maximum(bounds[1], floor) - v, 0, None)],
+                            fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
             for p, v in zip(pos, values):
                 if v < floor:
                     ax.text(p, floor + 0.02, f"{v:.1f}", ha="center", va="bottom", fontsize=7, rotation=90)
@@ -170,7 +249,7 @@ def alignment_plot(table: pd.DataFrame, paper: dict | None = None, floor: float 
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set_xticks(x, sub["arch"])
         ax.set(title=target, ylim=(floor, 1.0))
-    axes[0][0].set_ylabel("ridge R²_geom (5-fold CV)")
+    axes[0][0].set_ylabel("ridge R²_geom (5-fold CV, nested)")
     legend = {}
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):

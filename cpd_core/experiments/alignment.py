@@ -7,9 +7,10 @@ every architecture of :mod:`cpd_core.models.trained` is probed three times — t
 gap, trained on U0 (the energy), and its random-init twin — under one training protocol
 (:mod:`cpd_core.training`), so architecture is no longer confounded with training data.
 
-For each network the most informative block per target is chosen by ridge R²_geom (as in
+The networks are probed only on molecules of their held-out test split. For each network the
+most informative block per target is chosen on inner folds (nested, as in
 :mod:`cpd_core.experiments.gradient`, whose :func:`~cpd_core.experiments.gradient.model_gradient`
-does the work).
+does the work); every contrast is a paired difference with its 95 % interval.
 """
 
 from __future__ import annotations
@@ -100,42 +101,76 @@ def training_histories(archs: Sequence[str] | None = None, root=None) -> pd.Data
 
 def task_alignment(archs: Sequence[str] | None = None, n: int | None = 500, seed: int = 0,
                    targets: Sequence[str] = ("gap", "dipole"), probes: Sequence[str] = ("ridge", "mlp", "gbt"),
-                   cv: int = 5, device: str = "auto", progress: bool = False):
-    """CPD of the gap-trained, U0-trained and random-init twin of each architecture on a QM9 subset.
+                   cv: int = 5, device: str = "auto", progress: bool = False, twin_seeds: Sequence[int] = (0, 1, 2)):
+    """CPD of the gap-trained, U0-trained and random-init twins of each architecture on held-out molecules.
 
-    Returns :func:`~cpd_core.experiments.gradient.model_gradient`'s ``(summary, scan)`` with two
-    columns added to ``summary``: ``arch`` and ``supervision``.
+    The molecules are a seeded subset of ``n`` of the 10,831 QM9 molecules in the test part of the
+    split the networks were trained under (:func:`cpd_core.training.probe_rows`): none was seen in
+    training or early stopping (asserted). Returns :func:`~cpd_core.experiments.gradient.model_gradient`'s
+    :class:`~cpd_core.experiments.gradient.GradientRun` with two columns added to ``summary``:
+    ``arch`` and ``supervision``.
     """
     from cpd_core.experiments.gradient import model_gradient
+    from cpd_core.training import assert_held_out, probe_rows
 
     models = alignment_models(archs)
     if not models:
         raise InputError("no trained QM9 network found; train them with scripts/train_qm9.sh (or `cpd train`)")
-    summary, scan = model_gradient(models, n=n, seed=seed, targets=targets, probes=probes, cv=cv,
-                                   device=device, progress=progress)
-    arch, supervision = zip(*summary["model"].map(_arch_supervision))
-    summary.insert(1, "arch", list(arch))
-    summary.insert(2, "supervision", list(supervision))
-    return summary, scan
+    rows = probe_rows(n=n, seed=seed)
+    assert_held_out(rows)
+    run = model_gradient(models, n=None, rows=rows, targets=targets, probes=probes, cv=cv, device=device,
+                         progress=progress, twin_seeds=twin_seeds, routing=False)
+    arch, supervision = zip(*run.summary["model"].map(_arch_supervision))
+    run.summary.insert(1, "arch", list(arch))
+    run.summary.insert(2, "supervision", list(supervision))
+    return run
 
 
 def alignment_table(summary: pd.DataFrame, probe: str = "ridge", score: str = "r2_geom") -> pd.DataFrame:
-    """Wide table: one row per (arch, target), one column per supervision, plus gap- minus U0-trained.
+    """Wide table: one row per (arch, target), one column per supervision (first twin seed), real targets only.
 
     Examples
     --------
     >>> s = pd.DataFrame({"arch": ["a"] * 3, "target": ["gap"] * 3, "probe": ["ridge"] * 3,
     ...                   "supervision": ["gap-trained", "U0-trained", "random-init"], "r2_geom": [.5, .2, .1]})
     >>> alignment_table(s).round(2).to_dict("records")
-    [{'arch': 'a', 'target': 'gap', 'gap-trained': 0.5, 'U0-trained': 0.2, 'random-init': 0.1, 'gap − U0': 0.3}]
+    [{'arch': 'a', 'target': 'gap', 'gap-trained': 0.5, 'U0-trained': 0.2, 'random-init': 0.1}]
     """
     sub = summary[summary["probe"] == probe]
+    if "control" in sub:
+        sub = sub[~sub["control"].astype(bool) & (sub["seed"] == sub["seed"].min())]
     wide = sub.pivot_table(index=["arch", "target"], columns="supervision", values=score, sort=False)
     wide = wide.reindex(columns=[c for c in SUPERVISION.values() if c in wide.columns])
-    if {"gap-trained", "U0-trained"} <= set(wide.columns):
-        wide["gap − U0"] = wide["gap-trained"] - wide["U0-trained"]
     wide.columns.name = None
     return wide.reset_index()
+
+
+def alignment_contrasts(run, probe: str = "ridge") -> pd.DataFrame:
+    """Paired differences per (arch, target): gap- minus U0-trained, and each trained twin minus the untrained one.
+
+    Each difference comes with its 95 % interval (paired bootstrap over the same held-out molecules
+    and folds, :func:`cpd_core.compare`) and whether that interval excludes zero. The untrained twin is
+    its first seed; ``random-init spread`` gives the min–max of its R²_geom over all its seeds.
+    """
+    from cpd_core.intervals import compare
+
+    s = run.summary
+    s = s[(s["probe"] == probe) & ~s["control"].astype(bool)]
+    rows = []
+    for (arch, target), grp in s.groupby(["arch", "target"], sort=False):
+        key = {sup: (f"{arch}-qm9-{suffix}", 0, target, probe) for suffix, sup in SUPERVISION.items()}
+        if not all(k in run.results for k in key.values()):
+            continue
+        r = {sup: run.results[k] for sup, k in key.items()}
+        twins = grp[grp["supervision"] == "random-init"]["r2_geom"]
+        row = {"arch": arch, "target": target, **{sup: res.r2_geom for sup, res in r.items()},
+               "random-init spread": f"{twins.min():.3f}–{twins.max():.3f} ({len(twins)} seeds)"}
+        for name, a, b in (("gap − U0", "gap-trained", "U0-trained"), ("gap − random", "gap-trained", "random-init"),
+                           ("U0 − random", "U0-trained", "random-init")):
+            c = compare(r[a], r[b])
+            row[name], row[f"{name} lo"], row[f"{name} hi"], row[f"{name} resolved"] = c.diff, c.lo, c.hi, c.resolved
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
@@ -153,5 +188,5 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_models", "alignment_table", "mae_table",
+__all__ = ["PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_contrasts", "alignment_models", "alignment_table", "mae_table",
            "paper_comparison", "task_alignment", "trained_archs", "training_histories"]

@@ -1,18 +1,17 @@
 r"""The disentanglement gradient: CPD of every registered model on QM9, at its most informative block.
 
 For each model (:mod:`cpd_core.models`) the pooled features of every block (layer × irrep ×
-invariant, see :mod:`cpd_core.extract`) are probed with cross-validated ridge for each target;
-the block with the highest ridge :math:`R^2_\text{geom}` is the model's *most informative
-block* for that target, and only there are the nonlinear probes (MLP, GBT) run.
-
-Choosing the best of :math:`B` blocks on the same folds that score it biases the chosen score
-upwards (a winner's curse); with a few hundred held-out molecules per fold the ridge scores
-of neighbouring blocks differ by more than that bias, and every block's score is returned
-(:func:`block_scan`), so the choice can be checked.
+invariant, see :mod:`cpd_core.extract`) are candidates; the most informative block for a target
+is chosen on inner folds of each training fold and scored on the outer fold
+(:func:`cpd_core.best_block`), so the reported :math:`R^2_\text{geom}` carries no winner's curse.
+The naive maximum over blocks is kept beside it, labelled. The nonlinear probes (MLP, GBT) run on
+each outer fold's chosen block. Random-init twins are drawn with several seeds, and control
+targets (:mod:`cpd_core.experiments.controls`) are probed for every model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -20,8 +19,11 @@ import pandas as pd
 
 from cpd_core.composition import composition_matrix
 from cpd_core.datasets.qm9 import QM9Subset, check_targets, load_qm9
-from cpd_core.decomposition import cpd, cpd_table
+from cpd_core.decomposition import cpd
 from cpd_core.errors import InputError
+from cpd_core.experiments.controls import control_targets
+from cpd_core.intervals import compare
+from cpd_core.selection import best_block
 
 
 def default_models() -> list[str]:
@@ -38,13 +40,13 @@ def default_models() -> list[str]:
 
 def block_scan(qm9: QM9Subset, features: dict, targets: Sequence[str] = ("gap", "dipole"),
                cv: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Ridge CPD of every block for every target.
+    """Ridge CPD of every block for every target (the naive, per-block view).
 
     Returns
     -------
     pandas.DataFrame
-        One row per (block, target): ``r2_comp``, ``r2_full``, ``r2_geom`` (fold means),
-        ``r2_geom_std`` and the block width ``d``.
+        One row per (block, target): ``r2_comp``, ``r2_full``, ``r2_geom`` (fold means) with their
+        95 % intervals, ``r2_geom_std`` and the block width ``d``.
     """
     check_targets(targets)
     C = composition_matrix(qm9.numbers)
@@ -52,14 +54,14 @@ def block_scan(qm9: QM9Subset, features: dict, targets: Sequence[str] = ("gap", 
     for block, H in features.items():
         for target in targets:
             res = cpd(H, C, qm9.targets[target].to_numpy(), probe="ridge", cv=cv, seed=seed)
-            rows.append({"block": block, "target": target, "r2_comp": res.r2_comp, "r2_full": res.r2_full,
-                         "r2_geom": res.r2_geom, "r2_geom_std": float(res.folds["r2_geom"].std()),
+            s = res.summary()
+            rows.append({"block": block, "target": target, **{k: s[k] for k in s if k.startswith("r2_")},
                          "d": H.shape[1]})
     return pd.DataFrame(rows)
 
 
 def best_blocks(scan: pd.DataFrame) -> dict[str, str]:
-    """Target → the block with the highest ridge R²_geom in ``scan``.
+    """Target → the block with the highest ridge R²_geom in ``scan`` (the naive choice).
 
     Examples
     --------
@@ -72,32 +74,128 @@ def best_blocks(scan: pd.DataFrame) -> dict[str, str]:
     return {t: scan.loc[i, "block"] for t, i in idx.items()}
 
 
+#: Kinds of block for the routing comparison: scalar blocks and the two invariants of L >= 1 blocks.
+KINDS = ("L0", "atom-norm", "pooled-norm")
+
+
+def block_kind(block: str) -> str:
+    """``"atom-norm"`` / ``"pooled-norm"`` for invariants of L ≥ 1 blocks, else ``"L0"``.
+
+    Examples
+    --------
+    >>> block_kind("layer2/L1@pooled-norm"), block_kind("layer2/L0"), block_kind("aev")
+    ('pooled-norm', 'L0', 'L0')
+    """
+    for kind in KINDS[1:]:
+        if block.endswith("@" + kind):
+            return kind
+    return "L0"
+
+
+@dataclass
+class GradientRun:
+    """What :func:`model_gradient` computed.
+
+    Attributes
+    ----------
+    summary : pandas.DataFrame
+        One row per (model, seed, target, probe): the nested CPD result (block chosen on inner
+        folds, :func:`cpd_core.best_block`) with 95 % intervals, the block chosen most often
+        (``block``), how the choice went (``chosen``), the naive maximum beside it
+        (``naive_block``, ``naive_r2_geom``) and the model's card. Control targets
+        (:mod:`cpd_core.experiments.controls`) have ``control`` set.
+    scan : pandas.DataFrame
+        Every block's outer-fold mean ridge R²_geom per (model, seed, target): the naive view.
+    results : dict
+        ``(model, seed, target, probe)`` → :class:`~cpd_core.CPDResult`, for paired comparisons.
+    routing : pandas.DataFrame
+        Equivariant models: nested ridge R²_geom when the block is chosen among L0 blocks only,
+        among ``atom-norm`` or among ``pooled-norm`` invariants only, with paired differences.
+    dropped : list
+        QM9 ids left out because some model does not support their elements.
+    ids : numpy.ndarray
+        QM9 ids of the molecules probed.
+    """
+
+    summary: pd.DataFrame
+    scan: pd.DataFrame
+    results: dict = field(repr=False)
+    routing: pd.DataFrame
+    dropped: list
+    ids: np.ndarray = field(default=None, repr=False)
+
+
+def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear):
+    """Nested CPD of one model's blocks for every target; controls with ridge only."""
+    rows, scans, results = [], [], {}
+    for target, y in ys.items():
+        choice = best_block(blocks, C, y, cv=cv, seed=0)
+        counts = choice.counts
+        info = {"target": target, "block": choice.block, "naive_block": choice.naive_block,
+                "naive_r2_geom": choice.naive_r2_geom, "control": target in control_names,
+                "chosen": ", ".join(f"{b} ×{k}" for b, k in counts.items())}
+        results[(name, seed, target, "ridge")] = choice.result
+        rows.append({**choice.result.summary(), "probe": "ridge", **info})
+        scans.append(choice.scan.reset_index().assign(target=target))
+        if target in control_names or not nonlinear:
+            continue
+        for probe in probes:
+            if probe == "ridge":
+                continue
+            res = choice.probe(probe, seed=0)
+            results[(name, seed, target, probe)] = res
+            rows.append({**res.summary(), "probe": probe, **info})
+    return rows, pd.concat(scans, ignore_index=True), results
+
+
+def _routing(name, blocks, C, ys, cv):
+    """Nested ridge R²_geom with the block chosen within each kind, and paired differences."""
+    kinds = {k: {b: H for b, H in blocks.items() if block_kind(b) == k} for k in KINDS}
+    if not kinds["pooled-norm"]:
+        return []
+    rows = []
+    for target, y in ys.items():
+        res = {k: best_block(v, C, y, cv=cv, seed=0).result for k, v in kinds.items() if v}
+        row = {"model": name, "target": target}
+        for k, r in res.items():
+            row[k], (row[f"{k}_lo"], row[f"{k}_hi"]) = r.r2_geom, r.ci["r2_geom"]
+        for other in ("L0", "atom-norm"):
+            if other in res:
+                c = compare(res["pooled-norm"], res[other])
+                row[f"pooled − {other}"], row[f"pooled − {other}_lo"], row[f"pooled − {other}_hi"] = c.diff, c.lo, c.hi
+        rows.append(row)
+    return rows
+
+
 def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, seed: int = 0,
                    targets: Sequence[str] = ("gap", "dipole"), probes: Sequence[str] = ("ridge", "mlp", "gbt"),
-                   cv: int = 5, device: str = "auto", progress: bool = False, **extract_kwargs):
-    """CPD of each model at its most informative block, on a seeded QM9 subset.
+                   cv: int = 5, device: str = "auto", progress: bool = False, twin_seeds: Sequence[int] = (0, 1, 2),
+                   controls: bool = True, rows=None, routing: bool = True, **extract_kwargs) -> GradientRun:
+    """Nested CPD of each model on a seeded QM9 subset, with intervals, controls and twin seeds.
 
     Every model is probed on the same molecules: those whose elements all the models support
-    (e.g. without fluorine when a model covers H, C, N, O only); the ids of the others are in
-    ``summary.attrs["dropped"]``.
+    (e.g. without fluorine when a model covers H, C, N, O only). For each model and target the
+    block is chosen on inner folds (:func:`cpd_core.best_block`), ridge is scored nested, and
+    the other probes run on each outer fold's chosen block. Random-init twins are drawn with each
+    of ``twin_seeds`` (nonlinear probes on the first seed only). With ``controls``, the control
+    targets of :func:`~cpd_core.experiments.controls.control_targets` (mass, mass/atom, the first
+    target shuffled) are probed with ridge for every model.
 
     Parameters
     ----------
     models : sequence of str, optional
         Registry names; default :func:`default_models`.
     n, seed : int
-        QM9 subset (``n=None``: all 130,831 molecules); the seed also seeds the folds.
+        QM9 subset (``n=None``: all 130,831 molecules, or all of ``rows``); the seed draws it.
+        Folds and bootstrap use seed 0 within the subset.
+    rows : array_like of int, optional
+        QM9 row positions to draw from (e.g. a held-out test split, :func:`cpd_core.training.probe_rows`).
     targets, probes, cv, device, progress
         As elsewhere; ``extract_kwargs`` go to :func:`cpd_core.extract.extract_features`.
 
     Returns
     -------
-    summary : pandas.DataFrame
-        One row per (model, target, probe) at the chosen block, with the model's card
-        (family, status, twin_of, domain), its parameter count and the block; ``n`` is the
-        number of molecules probed.
-    scan : pandas.DataFrame
-        :func:`block_scan` of every model (column ``model`` added).
+    GradientRun
     """
     from tqdm import tqdm
 
@@ -109,105 +207,131 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     if unknown:
         raise InputError(f"unknown model(s) {unknown}; known models: {sorted(REGISTRY)}")
     targets = check_targets(targets)
-    qm9 = load_qm9(n=n, seed=seed)
+    qm9 = load_qm9(n=n, seed=seed, rows=rows)
+    runs = [(m, s) for m in models for s in (twin_seeds if REGISTRY[m].status == "random-init" else (0,))]
 
-    def features(featurizer, load_arrays):
-        return extract_features(featurizer, "qm9", qm9.ids, qm9.numbers, qm9.positions, device=device,
-                                progress=progress, skip_unsupported=True, load=load_arrays, **extract_kwargs)
+    def features(name, s, load_arrays):
+        featurizer = load(name, device=device, **({"seed": s} if s else {}))
+        feats = extract_features(featurizer, "qm9", qm9.ids, qm9.numbers, qm9.positions, device=device,
+                                 progress=progress, skip_unsupported=True, load=load_arrays, **extract_kwargs)
+        return featurizer, feats
 
     # pass 1: extract (or find cached) features; keep the molecules every model supports
-    featurizers, common = {}, np.ones(len(qm9), dtype=bool)
-    for name in tqdm(models, desc="extracting", disable=not progress):
-        featurizers[name] = load(name, device=device)
-        common &= kept_rows(features(featurizers[name], load_arrays=False))
+    common, n_params = np.ones(len(qm9), dtype=bool), {}
+    for name, s in tqdm(runs, desc="extracting", disable=not progress):
+        featurizer, feats = features(name, s, load_arrays=False)
+        n_params[name] = featurizer.n_parameters
+        common &= kept_rows(feats)
     if not common.any():
         raise InputError(f"no molecule is supported by all of {models}")
     sub = qm9.select(common)
     C = composition_matrix(sub.numbers)
     ys = {t: sub.targets[t].to_numpy() for t in targets}
+    control_ys = control_targets(sub.numbers, ys, seed=seed) if controls else {}
 
     # pass 2: one model's features in memory at a time
-    summaries, scans = [], []
-    for name in tqdm(models, desc="probing", disable=not progress):
-        card, featurizer = REGISTRY[name], featurizers.pop(name)
-        feats = features(featurizer, load_arrays=True)
-        rows = common[feats.kept]  # of the rows this model kept, those every model kept
-        feats = {block: H[rows] for block, H in feats.items()}
-        scan = block_scan(sub, feats, targets=targets, cv=cv, seed=seed)
-        scans.append(scan.assign(model=name))
-        info = {"model": name, "family": card.family, "status": card.status, "twin_of": card.twin_of,
-                "domain": card.domain, "parameters": featurizer.n_parameters}
-        for target, block in best_blocks(scan).items():
-            summary, _ = cpd_table(feats[block], C, {target: ys[target]}, probes=probes, cv=cv, seed=seed,
-                                   progress=False)
-            summaries.append(summary.assign(block=block, **info))
-        del feats, featurizer
+    summaries, scans, results, routes = [], [], {}, []
+    for name, s in tqdm(runs, desc="probing", disable=not progress):
+        card = REGISTRY[name]
+        _, feats = features(name, s, load_arrays=True)
+        keep = common[feats.kept]  # of the rows this model kept, those every model kept
+        blocks = {block: H[keep] for block, H in feats.items()}
+        rows_, scan, res = _model_rows(name, s, blocks, C, {**ys, **control_ys}, probes, cv, set(control_ys),
+                                       nonlinear=(s == twin_seeds[0] or card.status != "random-init"))
+        info = {"model": name, "seed": s, "family": card.family, "status": card.status, "twin_of": card.twin_of,
+                "domain": card.domain, "parameters": n_params[name]}
+        summaries.append(pd.DataFrame(rows_).assign(**info))
+        scans.append(scan.assign(model=name, seed=s))
+        results.update(res)
+        if routing and s == 0:
+            routes += _routing(name, blocks, C, ys, cv)
+        del feats, blocks
     summary = pd.concat(summaries, ignore_index=True)
-    front = ["model", "family", "status", "twin_of", "domain", "parameters", "target", "block", "probe"]
+    front = ["model", "seed", "family", "status", "twin_of", "domain", "parameters", "target", "control", "block",
+             "probe"]
     summary = summary[front + [c for c in summary.columns if c not in front]]
-    summary.attrs["dropped"] = qm9.ids[~common].tolist()
     scan = pd.concat(scans, ignore_index=True)
-    return summary, scan[["model"] + [c for c in scan.columns if c != "model"]]
+    scan = scan[["model", "seed", "target"] + [c for c in scan.columns if c not in ("model", "seed", "target")]]
+    return GradientRun(summary, scan, results, pd.DataFrame(routes), qm9.ids[~common].tolist(), sub.ids)
+
+
+def _main(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows of real targets (no controls), first twin seed."""
+    return summary[~summary["control"].astype(bool) & (summary["seed"] == summary["seed"].min())]
 
 
 def family_order(summary: pd.DataFrame, target: str = "gap", probe: str = "ridge") -> list[str]:
     """Families by the best R²_geom of their trained (not random-init) models, highest first."""
-    trained = summary[(summary["status"] != "random-init") & (summary["target"] == target)
-                      & (summary["probe"] == probe)]
+    main = _main(summary)
+    trained = main[(main["status"] != "random-init") & (main["target"] == target) & (main["probe"] == probe)]
     best = trained.groupby("family")["r2_geom"].max().sort_values(ascending=False)
     rest = [f for f in dict.fromkeys(summary["family"]) if f not in best.index]
     return list(best.index) + rest
 
 
 def gradient_table(summary: pd.DataFrame, probe: str = "ridge") -> pd.DataFrame:
-    """Wide table: one row per model (family order), R²_comp and R²_geom per target for one probe."""
-    sub = summary[summary["probe"] == probe]
-    wide = sub.pivot_table(index="model", columns="target", values=["r2_geom", "r2_comp"], sort=False)
+    """Wide table: one row per model (family order), R²_comp and nested R²_geom [95 % interval] per target."""
+    sub = _main(summary)
+    sub = sub[sub["probe"] == probe]
+    wide = sub.pivot_table(index="model", columns="target",
+                           values=["r2_comp", "r2_geom", "r2_geom_lo", "r2_geom_hi"], sort=False)
     wide.columns = [f"{score} {target}" for score, target in wide.columns]
     info = sub.drop_duplicates("model").set_index("model")[["family", "status", "parameters"]]
     order = family_order(summary, probe=probe)
     table = info.join(wide)
     table["_f"] = table["family"].map({f: i for i, f in enumerate(order)})
     table["_t"] = (table["status"] == "random-init").astype(int)
-    return table.sort_values(["_f", "_t"], kind="stable").drop(columns=["_f", "_t"])
+    table = table.sort_values(["_f", "_t"], kind="stable").drop(columns=["_f", "_t"])
+    cols = ["family", "status", "parameters"] + [f"{k} {t}" for t in dict.fromkeys(sub["target"])
+                                                 for k in ("r2_comp", "r2_geom", "r2_geom_lo", "r2_geom_hi")]
+    return table[cols]
 
 
-def pick(summary: pd.DataFrame, model: str, target: str, probe: str, score: str = "r2_geom") -> float:
+def controls_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Nested ridge R²_geom [95 % interval] of every control target, one row per model (first seed)."""
+    sub = summary[summary["control"].astype(bool) & (summary["seed"] == summary["seed"].min())]
+    wide = sub.pivot_table(index="model", columns="target", values=["r2_geom", "r2_geom_lo", "r2_geom_hi"],
+                           sort=False)
+    wide.columns = [f"{score} {target}" for score, target in wide.columns]
+    cols = [f"{k} {t}" for t in dict.fromkeys(sub["target"]) for k in ("r2_geom", "r2_geom_lo", "r2_geom_hi")]
+    return wide[cols]
+
+
+def pick(summary: pd.DataFrame, model: str, target: str, probe: str, score: str = "r2_geom", seed: int = 0) -> float:
     """One number of a :func:`model_gradient` summary (for the book's prose)."""
-    row = summary[(summary["model"] == model) & (summary["target"] == target) & (summary["probe"] == probe)]
+    row = summary[(summary["model"] == model) & (summary["target"] == target) & (summary["probe"] == probe)
+                  & (summary["seed"] == seed)]
     if len(row) != 1:
-        raise KeyError(f"no single row for {model}/{target}/{probe}")
+        raise KeyError(f"no single row for {model}/{target}/{probe}/seed {seed}")
     return float(row[score].iloc[0])
 
 
-def twin_gaps(summary: pd.DataFrame, probe: str = "ridge") -> pd.DataFrame:
-    """R²_geom of each trained model minus that of its random-init twin, per target.
+def twin_gaps(run: GradientRun, probe: str = "ridge") -> pd.DataFrame:
+    """Nested R²_geom of each trained model minus that of its random-init twin, per target, paired.
 
-    A twin is matched through its card's ``twin_of``; trained models without a twin in
-    ``summary`` are left out.
+    ``learned`` and its interval compare with the twin's first seed (same molecules, same folds,
+    paired bootstrap); ``twin mean``, ``twin min``/``twin max`` summarise the twin over its seeds,
+    and ``resolved (all seeds)`` says whether the paired interval excludes zero against every seed.
     """
-    sub = summary[summary["probe"] == probe]
-    twins = sub[sub["status"] == "random-init"].set_index(["twin_of", "target"])["r2_geom"]
-    trained = sub[sub["status"] != "random-init"].set_index(["model", "target"])["r2_geom"]
-    common = trained.index.intersection(twins.index)
-    out = pd.DataFrame({"trained": trained.loc[common], "random-init": twins.loc[common]})
-    out["learned"] = out["trained"] - out["random-init"]
-    return out.reset_index().rename(columns={"level_0": "model", "level_1": "target"})
+    summary = run.summary
+    sub = summary[(summary["probe"] == probe) & ~summary["control"].astype(bool)]
+    twins = sub[sub["status"] == "random-init"]
+    rows = []
+    for _, t in sub[sub["status"] != "random-init"].drop_duplicates(["model", "target"]).iterrows():
+        mine = twins[(twins["twin_of"] == t["model"]) & (twins["target"] == t["target"])]
+        if mine.empty:
+            continue
+        seeds = sorted(mine["seed"])
+        twin_name = mine["model"].iloc[0]
+        cs = [compare(run.results[(t["model"], 0, t["target"], probe)],
+                      run.results[(twin_name, s, t["target"], probe)]) for s in seeds]
+        rows.append({"model": t["model"], "target": t["target"], "trained": t["r2_geom"],
+                     "twin mean": mine["r2_geom"].mean(), "twin min": mine["r2_geom"].min(),
+                     "twin max": mine["r2_geom"].max(), "twin seeds": len(seeds),
+                     "learned": cs[0].diff, "learned_lo": cs[0].lo, "learned_hi": cs[0].hi,
+                     "resolved (all seeds)": all(c.resolved and c.diff > 0 for c in cs)})
+    return pd.DataFrame(rows)
 
 
-def invariant_comparison(scan: pd.DataFrame) -> pd.DataFrame:
-    """For models with L ≥ 1 blocks: the best ridge R²_geom of each invariant, per target.
-
-    Columns ``atom-norm`` and ``pooled-norm`` (best over that model's L ≥ 1 blocks made
-    invariant that way) and ``L0`` (best over its invariant blocks), one row per (model, target).
-    """
-    kind = scan["block"].str.extract(r"@(atom-norm|pooled-norm)$")[0].fillna("L0")
-    best = scan.assign(kind=kind).groupby(["model", "target", "kind"], sort=False)["r2_geom"].max()
-    wide = best.unstack("kind")
-    if "atom-norm" not in wide:
-        return wide.iloc[0:0]
-    return wide.dropna(subset=["atom-norm"])[["L0", "atom-norm", "pooled-norm"]].reset_index()
-
-
-__all__ = ["invariant_comparison", "best_blocks", "block_scan", "default_models", "family_order", "gradient_table",
-           "model_gradient", "pick", "twin_gaps"]
+__all__ = ["GradientRun", "KINDS", "best_blocks", "block_kind", "block_scan", "controls_table", "default_models",
+           "family_order", "gradient_table", "model_gradient", "pick", "twin_gaps"]

@@ -1,4 +1,4 @@
-"""The disentanglement-gradient experiment: block scan, best block, common molecules, tables."""
+"""The disentanglement-gradient experiment: nested block choice, twins over seeds, controls, tables."""
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ from cpd_core.experiments.gradient import (
     default_models,
     family_order,
     gradient_table,
-    invariant_comparison,
+    block_kind,
     model_gradient,
     twin_gaps,
 )
@@ -49,21 +49,34 @@ def test_unknown_model_raises_before_work():
 
 
 def test_gradient_on_a_small_subset(qm9_loaded):
-    summary, scan = model_gradient(["ani2x-aev", "ani2x-random"], n=80, probes=["ridge"], cv=3, device="cpu")
-    assert set(summary["model"]) == {"ani2x-aev", "ani2x-random"}
-    assert set(summary["target"]) == {"gap", "dipole"} and set(summary["probe"]) == {"ridge"}
-    assert (summary["n"] == 80).all() and summary.attrs["dropped"] == []
-    # the chosen block is the scan's best for that model and target
-    for (model, target), row in summary.set_index(["model", "target"]).iterrows():
-        sub = scan[(scan["model"] == model) & (scan["target"] == target)]
-        assert row["block"] == sub.loc[sub["r2_geom"].idxmax(), "block"]
-        assert row["r2_geom"] == pytest.approx(sub["r2_geom"].max())
+    run = model_gradient(["ani2x", "ani2x-random"], n=120, probes=["ridge"], cv=3, device="cpu",
+                         twin_seeds=(0, 1))
+    summary, scan = run.summary, run.scan
+    assert set(summary["model"]) == {"ani2x", "ani2x-random"}
+    main = summary[~summary["control"]]
+    assert set(main["target"]) == {"gap", "dipole"} and set(summary["probe"]) == {"ridge"}
+    assert (summary["n"] == 120).all() and run.dropped == []
+    # twins drawn with each seed, the trained model once; controls for each
+    assert sorted(summary[summary["model"] == "ani2x-random"]["seed"].unique()) == [0, 1]
+    assert set(summary[summary["control"]]["target"]) == {"mass (control)", "mass/atom (control)", "gap (shuffled)"}
+    # every score has an interval around it; the naive maximum is the scan's and never below the nested score
+    assert (summary["r2_geom_lo"] <= summary["r2_geom"]).all() and (summary["r2_geom"] <= summary["r2_geom_hi"]).all()
+    for (model, seed, target), row in summary.set_index(["model", "seed", "target"]).iterrows():
+        sub = scan[(scan["model"] == model) & (scan["seed"] == seed) & (scan["target"] == target)]
+        assert row["naive_r2_geom"] == pytest.approx(sub["r2_geom"].max())
+        assert row["naive_r2_geom"] >= row["r2_geom"] - 1e-12
     assert set(scan[scan["model"] == "ani2x-random"]["block"]) == {
         "aev", "hidden1", "hidden2", "hidden3", "atomic_energy"}
+    # the linear-in-counts control is exactly out of reach of a linear probe
+    mass = summary[summary["target"] == "mass (control)"]["r2_geom"]
+    assert (mass < 0.02).all()          # no better than predicting the training mean
     table = gradient_table(summary)
-    assert list(table.index) == ["ani2x-aev", "ani2x-random"]  # trained before twin
-    gaps = twin_gaps(summary)
-    assert gaps.empty  # ani2x-random is the twin of ani2x, which did not run
+    assert list(table.index) == ["ani2x", "ani2x-random"]  # trained before twin
+    assert {"r2_geom gap", "r2_geom_lo gap", "r2_geom_hi gap"} <= set(table.columns)
+    gaps = twin_gaps(run)
+    assert len(gaps) == 2 and (gaps["twin seeds"] == 2).all()
+    assert (gaps["learned_lo"] <= gaps["learned"]).all() and (gaps["learned"] <= gaps["learned_hi"]).all()
+    assert run.routing.empty  # ANI has no L >= 1 blocks
 
 
 @pytest.mark.skipif(not (shared_dir() / "models" / "matgl").exists(), reason="needs ../shared matgl checkpoints")
@@ -72,24 +85,24 @@ def test_models_share_the_molecules_every_model_supports(qm9_loaded):
     qm9 = qm9_module.load_qm9(n=n, seed=0)
     with_f = [int(i) for i, z in zip(qm9.ids, qm9.numbers) if 9 in set(z.tolist())]
     assert with_f, "pick a subset with fluorine"
-    summary, _ = model_gradient(["ani2x-aev", "so3net-ani1x"], n=n, probes=["ridge"], targets=["gap"], cv=3,
-                                device="cpu")
-    assert summary.attrs["dropped"] == with_f  # so3net-ani1x covers H, C, N, O only
-    assert (summary["n"] == n - len(with_f)).all()
+    run = model_gradient(["ani2x-aev", "so3net-ani1x"], n=n, probes=["ridge"], targets=["gap"], cv=3,
+                         device="cpu", controls=False)
+    assert run.dropped == with_f  # so3net-ani1x covers H, C, N, O only
+    assert (run.summary["n"] == n - len(with_f)).all()
+    # so3net has L >= 1 blocks: the routing table compares invariants, nested and paired
+    row = run.routing.iloc[0]
+    assert row["model"] == "so3net-ani1x" and row["pooled-norm_lo"] <= row["pooled-norm"] <= row["pooled-norm_hi"]
+    assert row["pooled − L0_lo"] <= row["pooled − L0"] <= row["pooled − L0_hi"]
 
 
-def test_best_blocks_family_order_and_invariants():
+def test_best_blocks_family_order_and_kinds():
     summary = pd.DataFrame({
         "model": ["a", "a-r", "b", "b-r"], "family": ["A", "A", "B", "B"], "twin_of": ["", "a", "", "b"],
         "status": ["original", "random-init", "original", "random-init"], "target": ["gap"] * 4,
-        "probe": ["ridge"] * 4, "r2_geom": [0.2, 0.1, 0.6, 0.3]})
+        "probe": ["ridge"] * 4, "r2_geom": [0.2, 0.1, 0.6, 0.3], "seed": 0, "control": False})
     assert family_order(summary) == ["B", "A"]
-    gaps = twin_gaps(summary).set_index("model")
-    assert gaps.loc["b", "learned"] == pytest.approx(0.3) and gaps.loc["a", "learned"] == pytest.approx(0.1)
     scan = pd.DataFrame({"model": ["m"] * 4, "target": ["dipole"] * 4,
                          "block": ["layer1/L0", "layer1/L1@atom-norm", "layer1/L1@pooled-norm", "layer2/L0"],
                          "r2_geom": [0.1, 0.2, 0.5, 0.3]})
-    inv = invariant_comparison(scan).iloc[0]
-    assert (inv["L0"], inv["atom-norm"], inv["pooled-norm"]) == (0.3, 0.2, 0.5)
     assert best_blocks(scan) == {"dipole": "layer1/L1@pooled-norm"}
-    assert np.isfinite(inv[["L0", "atom-norm", "pooled-norm"]].astype(float)).all()
+    assert [block_kind(b) for b in scan["block"]] == ["L0", "atom-norm", "pooled-norm", "L0"]
