@@ -129,6 +129,8 @@ def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear)
     """Nested CPD of one model's blocks for every target; controls with ridge only."""
     rows, scans, results = [], [], {}
     for target, y in ys.items():
+        if target in control_names and not nonlinear:
+            continue                       # controls: once per model (first seed)
         choice = best_block(blocks, C, y, cv=cv, seed=0)
         counts = choice.counts
         info = {"target": target, "block": choice.block, "naive_block": choice.naive_block,
@@ -179,7 +181,7 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     the other probes run on each outer fold's chosen block. Random-init twins are drawn with each
     of ``twin_seeds`` (nonlinear probes on the first seed only). With ``controls``, the control
     targets of :func:`~cpd_core.experiments.controls.control_targets` (mass, mass/atom, the first
-    target shuffled) are probed with ridge for every model.
+    target shuffled) are probed with ridge for every model (first seed of a twin).
 
     Parameters
     ----------

@@ -59,6 +59,7 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     # twins drawn with each seed, the trained model once; controls for each
     assert sorted(summary[summary["model"] == "ani2x-random"]["seed"].unique()) == [0, 1]
     assert set(summary[summary["control"]]["target"]) == {"mass (control)", "mass/atom (control)", "gap (shuffled)"}
+    assert (summary[summary["control"]]["seed"] == 0).all()      # controls once per model
     # every score has an interval around it; the naive maximum is the scan's and never below the nested score
     assert (summary["r2_geom_lo"] <= summary["r2_geom"]).all() and (summary["r2_geom"] <= summary["r2_geom_hi"]).all()
     for (model, seed, target), row in summary.set_index(["model", "seed", "target"]).iterrows():
