@@ -63,22 +63,26 @@ def recovery_plot(summary: pd.DataFrame, folds: pd.DataFrame) -> plt.Figure:
 
 
 def cpd_bars(summary: pd.DataFrame, folds: pd.DataFrame, title: str | None = None,
-             floor: float = -0.5) -> plt.Figure:
+             floor: float = -0.5, max_cols: int = 3) -> plt.Figure:
     """R²_comp, R²_full and R²_geom per probe and target: bars are fold means, error bars their 95 % intervals.
 
     ``summary`` needs ``target``, ``probe`` and each score with its ``_lo`` and ``_hi`` columns
     (:meth:`~cpd_core.CPDResult.summary`); ``folds`` the per-fold scores (long format, as
     :func:`~cpd_core.cpd_table` returns), drawn as dots. The y axis stops at ``floor``: folds below
     it are drawn on the floor as triangles and counted in the panel title, bars and intervals are
-    cut there.
+    cut there. One panel per target, ``max_cols`` to a row.
     """
     targets = list(dict.fromkeys(summary["target"]))
     scores = list(SCORE_LABELS)
     colors = dict(zip(scores, sns.color_palette("colorblind", len(scores))))
     width = 0.8 / len(scores)
     rng = np.random.default_rng(0)
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), sharey=True, squeeze=False)
-    for ax, target in zip(axes[0], targets):
+    ncols = min(len(targets), max_cols)
+    nrows = -(-len(targets) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.5 * nrows + 0.5), sharey=True, squeeze=False)
+    for ax in axes.flat[len(targets):]:
+        ax.set_visible(False)
+    for ax, target in zip(axes.flat, targets):
         sub = summary[summary["target"] == target].set_index("probe")
         probes = [p for p in PROBE_ORDER if p in sub.index] + [p for p in sub.index if p not in PROBE_ORDER]
         fsub = folds[folds["target"] == target]
@@ -106,18 +110,18 @@ def cpd_bars(summary: pd.DataFrame, folds: pd.DataFrame, title: str | None = Non
     handles, labels = axes[0][0].get_legend_handles_labels()
     handles += [plt.Line2D([], [], color="k", marker="_", ms=8, lw=1.2, label="95 % interval"),
                 plt.Line2D([], [], color="0.25", marker="o", ms=3, ls="none", label="single fold")]
-    fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False, bbox_to_anchor=(0.5, -0.02),
+    fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False, bbox_to_anchor=(0.5, 0.0),
                fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.5 / (3.5 * nrows + 0.5), 1, 1))
     plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do
     return fig
 
 
 def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant",
                summary: pd.DataFrame | None = None) -> plt.Figure:
-    """Per-fold scores of each group (column ``by``) on a symmetric-log axis, so collapsed folds stay visible.
+    """Per-fold scores of each group (column ``by``); a symmetric-log axis once any value passes ±1, so collapsed folds stay visible.
 
     ``folds`` is wide (a ``score`` column) or long (``score`` and ``r2`` columns). With ``summary``
     (one row per group: column or index ``by``, ``score`` and its ``_lo``/``_hi`` interval) the
@@ -126,7 +130,7 @@ def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant",
     """
     folds = _fold_values(folds, score)
     order = list(dict.fromkeys(folds[by]))
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(order) + 1.2))
+    fig, ax = plt.subplots(figsize=(9.0, 0.55 * len(order) + 1.2))
     sns.stripplot(data=folds, y=by, x=score, ax=ax, size=6, color="C0", jitter=0.1, order=order)
     ypos = np.arange(len(order))
     if summary is not None:
@@ -136,9 +140,14 @@ def fold_strip(folds: pd.DataFrame, score: str = "r2_geom", by: str = "variant",
     else:
         means = folds.groupby(by, sort=False)[score].mean().loc[order]
         ax.scatter(means.values, ypos, marker="|", s=300, color="C3", label="mean over folds")
-    ax.set_xscale("symlog", linthresh=1.0)
+    values = folds[score].to_numpy(dtype=float)
+    if summary is not None:
+        values = np.concatenate([values, s[f"{score}_lo"].to_numpy(dtype=float), s[f"{score}_hi"].to_numpy(dtype=float)])
+    symlog = bool(np.nanmax(np.abs(values)) > 1.0)
+    if symlog:
+        ax.set_xscale("symlog", linthresh=1.0)
     ax.axvline(0, color="0.5", lw=0.8)
-    ax.set(xlabel=f"{SCORE_LABELS.get(score, score)} per fold (symlog)", ylabel="")
+    ax.set(xlabel=f"{SCORE_LABELS.get(score, score)} per fold" + (" (symlog)" if symlog else ""), ylabel="")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     plt.close(fig)  # shown once, as the cell's value, whatever the backend hooks do

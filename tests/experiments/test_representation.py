@@ -1,14 +1,18 @@
-"""CPD of a representation on QM9-like data: the compositional control and the ridge variants."""
+"""CPD of a representation on QM9-like data: control targets, ridge variants, paired comparisons."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cpd_core import InputError
+from cpd_core import InputError, cpd
+from cpd_core.composition import composition_matrix
 from cpd_core.datasets.qm9 import QM9Subset
-from cpd_core.experiments.representation import CONTROL, molecular_mass, representation_cpd, ridge_variants
+from cpd_core.experiments.controls import MASS, MASS_PER_ATOM
+from cpd_core.experiments.representation import (CONTROL, DEFAULT_VARIANT, molecular_mass, probe_comparisons,
+                                                  representation_cpd, representation_results, result_tables,
+                                                  ridge_variants, variant_comparisons)
+from cpd_core.plots import cpd_bars, fold_strip
 from cpd_core.synthetic import planted
-
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +26,67 @@ def subset():
     return QM9Subset(ids=ids, numbers=d.numbers, positions=positions, targets=targets), d.H
 
 
+@pytest.fixture(scope="module")
+def results(subset):
+    qm9, H = subset
+    return representation_results(qm9, H, targets=["gap"], probes=("ridge", "gbt"), cv=3)
+
+
 def test_molecular_mass_known_answer():
     mass = molecular_mass([np.array([6, 1, 1, 1, 1]), np.array([8, 1, 1])])
     np.testing.assert_allclose(mass, [16.043, 18.015], atol=2e-3)
+    assert CONTROL == MASS
 
 
-def test_control_target_is_purely_compositional(subset):
+def test_control_targets_follow_the_real_ones(results):
+    assert list(dict.fromkeys(t for t, _ in results)) == ["gap", MASS, MASS_PER_ATOM, "gap (shuffled)"]
+    mass = results[(MASS, "ridge")]
+    assert mass.r2_comp == pytest.approx(1.0, abs=1e-9)  # mass is exactly linear in counts
+    assert abs(mass.r2_geom) < 0.05  # nothing of it is left beyond composition
+    # mass/atom is not linear in counts, but linear in the element fractions these features hold
+    per_atom = results[(MASS_PER_ATOM, "ridge")]
+    assert per_atom.r2_comp < 0.9 and per_atom.r2_full > 0.99
+    # a shuffled target: chance level, and the interval says so
+    shuffled = results[("gap (shuffled)", "ridge")]
+    assert shuffled.r2_geom < 0.05 and shuffled.ci["r2_geom"][0] < 0
+
+
+def test_every_result_is_on_the_same_folds(results):
+    first = next(iter(results.values()))
+    for res in results.values():
+        np.testing.assert_array_equal(res.fold_of, first.fold_of)
+
+
+def test_result_tables_match_cpd_table_format(results):
+    summary, folds = result_tables(results)
+    assert list(summary.columns[:2]) == ["target", "probe"]
+    assert {"r2_geom", "r2_geom_lo", "r2_geom_hi", "r2_comp_lo", "r2_full_hi"} <= set(summary.columns)
+    for key, res in results.items():
+        row = summary[(summary["target"] == key[0]) & (summary["probe"] == key[1])].iloc[0]
+        assert (row["r2_geom_lo"], row["r2_geom_hi"]) == res.ci["r2_geom"]
+    assert len(summary) == 4 * 2 and len(folds) == 4 * 2 * 3 * 3   # targets x probes (x folds x scores)
+    assert list(folds.columns) == ["fold", "score", "r2", "target", "probe"]
+    fig = cpd_bars(summary, folds)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 4 and len(visible[0].containers) == 2 * 3   # per target; bars + error bars per score
+
+
+def test_representation_cpd_is_the_tables_of_the_results(subset, results):
     qm9, H = subset
-    summary, folds = representation_cpd(qm9, H, targets=["gap"], probes=("ridge",), cv=3)
-    assert list(summary["target"]) == ["gap", CONTROL]
-    control = summary.set_index("target").loc[CONTROL]
-    assert control["r2_comp"] == pytest.approx(1.0, abs=1e-9)  # mass is exactly linear in counts
-    assert abs(control["r2_geom"]) < 0.05  # nothing of it is left beyond composition
-    assert set(folds["target"]) == {"gap", CONTROL}
+    summary, folds = representation_cpd(qm9, H, targets=["gap"], probes=("ridge", "gbt"), cv=3)
+    expected, expected_folds = result_tables(results)
+    pd.testing.assert_frame_equal(summary, expected)
+    pd.testing.assert_frame_equal(folds, expected_folds)
+
+
+def test_probe_comparisons_are_paired(results):
+    table = probe_comparisons(results)
+    assert list(table["target"]) == ["gap", MASS, MASS_PER_ATOM, "gap (shuffled)"]
+    assert set(table["a"]) == {"gbt"} and set(table["b"]) == {"ridge"}
+    row = table.set_index("target").loc[MASS]
+    assert row["diff"] == pytest.approx(results[(MASS, "gbt")].r2_geom - results[(MASS, "ridge")].r2_geom)
+    assert row["diff_lo"] <= row["diff"] <= row["diff_hi"]
+    assert table["verdict"].str.contains("gbt").all()
 
 
 def test_without_control(subset):
@@ -49,15 +101,39 @@ def test_targets_not_loaded_raise(subset):
         representation_cpd(qm9, H, targets=["gap", "homo"], probes=("ridge",), cv=3)
     with pytest.raises(InputError, match="unknown QM9 target"):
         representation_cpd(qm9, H, targets=["bandgap"], probes=("ridge",), cv=3)
+    with pytest.raises(InputError, match="was not loaded"):
+        ridge_variants(qm9, H, target="homo", cv=3)
+    with pytest.raises(InputError, match="unknown ridge variants"):
+        ridge_variants(qm9, H, target="gap", cv=3, variants=["clipped"])
 
 
-def test_ridge_variants_table(subset):
+def test_ridge_variants_run_the_closed_form(subset):
     qm9, H = subset
-    table = ridge_variants(qm9, H, target="gap", cv=3)
-    assert list(table.columns) == ["variant", "fold", "r2_full", "r2_geom"]
-    assert len(table) == 4 * 3
-    assert table["variant"].nunique() == 4
-    assert "clipped · train folds (default)" in set(table["variant"])
-    # scaler choice changes the full-feature probe; projection choice does not
-    by = table.set_index(["variant", "fold"])["r2_full"]
-    np.testing.assert_allclose(by["clipped · train folds (default)"], by["clipped · all rows"])
+    variants = ridge_variants(qm9, H, target="gap", cv=3)
+    assert len(variants) == 8 and list(variants)[0] == DEFAULT_VARIANT == "clipped · train folds · GCV (default)"
+    C, y = composition_matrix(qm9.numbers), qm9.targets["gap"].to_numpy()
+    pd.testing.assert_frame_equal(variants["plain · train folds · GCV"].folds, cpd(H, C, y, cv=3, clip=False).folds)
+    pd.testing.assert_frame_equal(variants["plain · all rows · LOO"].folds,
+                                  cpd(H, C, y, cv=3, clip=False, fit_projection="all", select="loo").folds)
+    assert variants["clipped · all rows · GCV"].fit_projection == "all"
+    assert all(res.curve is not None for res in variants.values())   # closed form: validation curves kept
+    # the projection choice does not touch the full-feature probe
+    np.testing.assert_allclose(variants[DEFAULT_VARIANT].folds["r2_full"],
+                               variants["clipped · all rows · GCV"].folds["r2_full"])
+    summary, folds = result_tables(variants, names=("variant",))
+    assert list(summary["variant"]) == list(variants) and len(folds) == 8 * 3 * 3
+    fig = fold_strip(folds, by="variant", summary=summary)
+    assert len(fig.axes[0].containers) == 1
+    table = variant_comparisons(variants)
+    assert list(table["a"]) == list(variants)[1:] and set(table["b"]) == {DEFAULT_VARIANT}
+    assert (table["diff_lo"] <= table["diff"]).all() and (table["diff"] <= table["diff_hi"]).all()
+
+
+def test_some_ridge_variants_and_a_score_to_compare(subset):
+    qm9, H = subset
+    names = [DEFAULT_VARIANT, "clipped · train folds · LOO"]
+    variants = ridge_variants(qm9, H, target="dipole", cv=3, variants=names)
+    assert list(variants) == names
+    table = variant_comparisons(variants, score="r2_full")
+    assert len(table) == 1 and table.loc[0, "score"] == "r2_full"
+    assert table.loc[0, "diff"] == pytest.approx(variants[names[1]].r2_full - variants[names[0]].r2_full)
