@@ -179,7 +179,7 @@ def _ridge_folds(H, C, y, fold_of, cv, fit_projection, standardize, grid, select
 
 
 def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str = "train",
-        standardize: bool = True, alphas=None, select: str = "gcv", level: float = 0.95,
+        standardize: bool = True, alphas=None, select: str = "loo", level: float = 0.95,
         n_boot: int = 1000, clip: bool = True) -> CPDResult:
     r"""Composition Projection Decomposition of one target.
 
@@ -210,10 +210,10 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
         Ridge penalties: ``None`` the default grid (:data:`~cpd_core.probes.RIDGE_ALPHAS`), a
         sequence that grid, one number a fixed penalty. The held-out R² of every penalty is kept
         (:attr:`CPDResult.curve`).
-    select : {"gcv", "loo"}
-        How ridge chooses its penalty inside each training fold: generalised cross-validation
-        (default, free) or exact leave-one-out (scikit-learn ``RidgeCV``'s rule; one more pass
-        over the training rows per fold).
+    select : {"loo", "gcv"}
+        How ridge chooses its penalty inside each training fold: exact leave-one-out (default;
+        scikit-learn ``RidgeCV``'s rule, one more pass over the training rows per fold) or
+        generalised cross-validation (free, but fooled by high-leverage rows: see :mod:`cpd_core.ridge`).
     level, n_boot : float, int
         Coverage and bootstrap replicates of the intervals (:attr:`CPDResult.ci`).
     clip : bool
