@@ -5,9 +5,9 @@ Three probe families, as in the paper:
 ``"ridge"``
     Linear ridge regression, :math:`\min_w \|y - Xw - b\|^2 + \alpha\|w\|^2`,
     with :math:`\alpha` chosen per training fold over the grid :data:`RIDGE_ALPHAS`.
-    :func:`cpd_core.cpd` runs it in closed form (:mod:`cpd_core.ridge`: GCV by default, exact
-    leave-one-out with ``select="loo"``); :func:`make_probe` returns the equivalent row-wise
-    scikit-learn pipeline (``RidgeCV``, leave-one-out) for use elsewhere.
+    :func:`cpd_core.cpd` runs it in closed form (:mod:`cpd_core.ridge`: exact leave-one-out by
+    default, generalised cross-validation with ``select="gcv"``); :func:`make_probe` returns the
+    equivalent row-wise scikit-learn pipeline (``RidgeCV``, leave-one-out) for use elsewhere.
     The primary CPD metric: a ridge probe can only read what is *linearly*
     accessible.
 ``"mlp"``

@@ -27,19 +27,23 @@ from cpd_core.intervals import compare
 #: The compositional control named by earlier versions (molecular mass, exactly linear in counts).
 CONTROL = MASS
 
-#: The ridge variant every other one is compared with.
-DEFAULT_VARIANT = "clipped · train folds · GCV (default)"
+#: The ridge variant every other one is compared with: :func:`~cpd_core.cpd`'s defaults (clipped
+#: standardiser, projection fit on the training folds, penalty by exact leave-one-out).
+DEFAULT_VARIANT = "clipped · train folds · LOO (default)"
+
+#: The same probe with the penalty chosen by generalised cross-validation, the free alternative.
+GCV_VARIANT = "clipped · train folds · GCV"
 
 #: Ridge variants of :func:`ridge_variants`: name → keyword arguments of :func:`~cpd_core.cpd`.
 RIDGE_VARIANTS = {
     DEFAULT_VARIANT: {},
-    "clipped · train folds · LOO": {"select": "loo"},
-    "clipped · all rows · GCV": {"fit_projection": "all"},
+    GCV_VARIANT: {"select": "gcv"},
     "clipped · all rows · LOO": {"fit_projection": "all", "select": "loo"},
-    "plain · train folds · GCV": {"clip": False},
+    "clipped · all rows · GCV": {"fit_projection": "all", "select": "gcv"},
     "plain · train folds · LOO": {"clip": False, "select": "loo"},
-    "plain · all rows · GCV": {"clip": False, "fit_projection": "all"},
+    "plain · train folds · GCV": {"clip": False, "select": "gcv"},
     "plain · all rows · LOO": {"clip": False, "fit_projection": "all", "select": "loo"},
+    "plain · all rows · GCV": {"clip": False, "fit_projection": "all", "select": "gcv"},
 }
 
 
@@ -152,10 +156,11 @@ def ridge_variants(qm9: QM9Subset, H: np.ndarray, target: str = "gap", cv: int =
     ``clipped`` (:class:`~cpd_core.probes.ClippedStandardScaler`, the default) or ``plain``
     (``clip=False``: z-scoring with training statistics, held-out values unbounded, as
     scikit-learn's ``StandardScaler``); projection fit on the ``train folds`` (default) or on
-    ``all rows``; penalty chosen by ``GCV`` (default) or exact ``LOO`` (``select="loo"``, the rule
-    of scikit-learn's ``RidgeCV``, which the book used before the closed form). All run the
-    closed-form ridge of :func:`~cpd_core.cpd` on the same folds. ``variants`` picks some of them
-    by name (default: all).
+    ``all rows``; penalty chosen by exact ``LOO`` (default, ``select="loo"``, the rule of
+    scikit-learn's ``RidgeCV``) or ``GCV`` (``select="gcv"``: free, but it replaces every
+    molecule's leverage by the mean and can pick far too small a penalty when a few molecules
+    have leverage near 1, see :mod:`cpd_core.ridge`). All run the closed-form ridge of
+    :func:`~cpd_core.cpd` on the same folds. ``variants`` picks some of them by name (default: all).
 
     Returns
     -------
@@ -212,6 +217,6 @@ def variant_comparisons(results: Mapping[str, CPDResult], baseline: str = DEFAUL
                          for name, res in results.items() if name != baseline])
 
 
-__all__ = ["CONTROL", "DEFAULT_VARIANT", "RIDGE_VARIANTS", "molecular_mass", "probe_comparisons", "qm9_features",
-           "representation_cpd", "representation_results", "result_tables", "ridge_variants",
+__all__ = ["CONTROL", "DEFAULT_VARIANT", "GCV_VARIANT", "RIDGE_VARIANTS", "molecular_mass", "probe_comparisons",
+           "qm9_features", "representation_cpd", "representation_results", "result_tables", "ridge_variants",
            "variant_comparisons"]

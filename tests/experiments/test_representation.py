@@ -8,8 +8,8 @@ from cpd_core import InputError, cpd
 from cpd_core.composition import composition_matrix
 from cpd_core.datasets.qm9 import QM9Subset
 from cpd_core.experiments.controls import MASS, MASS_PER_ATOM
-from cpd_core.experiments.representation import (CONTROL, DEFAULT_VARIANT, molecular_mass, probe_comparisons,
-                                                  representation_cpd, representation_results, result_tables,
+from cpd_core.experiments.representation import (CONTROL, DEFAULT_VARIANT, GCV_VARIANT, molecular_mass,
+                                                  probe_comparisons, representation_cpd, representation_results, result_tables,
                                                   ridge_variants, variant_comparisons)
 from cpd_core.plots import cpd_bars, fold_strip
 from cpd_core.synthetic import planted
@@ -110,15 +110,22 @@ def test_targets_not_loaded_raise(subset):
 def test_ridge_variants_run_the_closed_form(subset):
     qm9, H = subset
     variants = ridge_variants(qm9, H, target="gap", cv=3)
-    assert len(variants) == 8 and list(variants)[0] == DEFAULT_VARIANT == "clipped · train folds · GCV (default)"
+    assert len(variants) == 8 and list(variants)[0] == DEFAULT_VARIANT == "clipped · train folds · LOO (default)"
     C, y = composition_matrix(qm9.numbers), qm9.targets["gap"].to_numpy()
-    pd.testing.assert_frame_equal(variants["plain · train folds · GCV"].folds, cpd(H, C, y, cv=3, clip=False).folds)
+    # the default variant is cpd's defaults, and those choose the penalty by exact leave-one-out
+    pd.testing.assert_frame_equal(variants[DEFAULT_VARIANT].folds, cpd(H, C, y, cv=3).folds)
+    pd.testing.assert_frame_equal(variants[DEFAULT_VARIANT].folds, cpd(H, C, y, cv=3, select="loo").folds)
+    pd.testing.assert_frame_equal(variants[GCV_VARIANT].folds, cpd(H, C, y, cv=3, select="gcv").folds)
+    pd.testing.assert_frame_equal(variants["plain · train folds · GCV"].folds,
+                                  cpd(H, C, y, cv=3, clip=False, select="gcv").folds)
     pd.testing.assert_frame_equal(variants["plain · all rows · LOO"].folds,
                                   cpd(H, C, y, cv=3, clip=False, fit_projection="all", select="loo").folds)
     assert variants["clipped · all rows · GCV"].fit_projection == "all"
     assert all(res.curve is not None for res in variants.values())   # closed form: validation curves kept
     # the projection choice does not touch the full-feature probe
     np.testing.assert_allclose(variants[DEFAULT_VARIANT].folds["r2_full"],
+                               variants["clipped · all rows · LOO"].folds["r2_full"])
+    np.testing.assert_allclose(variants[GCV_VARIANT].folds["r2_full"],
                                variants["clipped · all rows · GCV"].folds["r2_full"])
     summary, folds = result_tables(variants, names=("variant",))
     assert list(summary["variant"]) == list(variants) and len(folds) == 8 * 3 * 3
@@ -131,7 +138,7 @@ def test_ridge_variants_run_the_closed_form(subset):
 
 def test_some_ridge_variants_and_a_score_to_compare(subset):
     qm9, H = subset
-    names = [DEFAULT_VARIANT, "clipped · train folds · LOO"]
+    names = [DEFAULT_VARIANT, GCV_VARIANT]
     variants = ridge_variants(qm9, H, target="dipole", cv=3, variants=names)
     assert list(variants) == names
     table = variant_comparisons(variants, score="r2_full")
