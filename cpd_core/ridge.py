@@ -342,19 +342,34 @@ class RidgeFolds:
             rss = yc2 - np.sum(q2[:, None] * (s[:, None] + 2 * grid) * filt ** 2, axis=0)
             df = 1.0 + np.sum(s[:, None] * filt, axis=0)
             crit = (np.maximum(rss, 0.0) / n_T) / (1.0 - df / n_T) ** 2
-        else:
-            if dual:
-                fitted = U @ (c[:, None] * s[:, None] * filt)
-                lev = (U ** 2) @ (s[:, None] * filt) + 1.0 / n_T
-            else:
-                idx = np.concatenate([self.rows[g] for g in train])
-                U = self._standardized(idx, E, keep_idx, mu_k, sig_k) @ V
-                y_c = self.y0[idx] - y_bar
-                fitted = U @ (q[:, None] * filt)
-                lev = (U ** 2) @ filt + 1.0 / n_T
+        elif dual:
+            fitted = U @ (c[:, None] * s[:, None] * filt)
+            lev = (U ** 2) @ (s[:, None] * filt) + 1.0 / n_T
             crit = np.mean(((y_c[:, None] - fitted) / (1.0 - lev)) ** 2, axis=0)
+        else:
+            crit = self._loo_primal(train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T)
         chosen = int(np.argmin(crit))
         return FoldFit(r2, crit, chosen, P[:, chosen] + self.y_mean, keep_idx.size)
+
+    def _loo_primal(self, train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T) -> np.ndarray:
+        """Exact leave-one-out mean squared error per penalty, one training fold's rows at a time.
+
+        :math:`U = Z V` is formed as :math:`H_0 (V/\sigma) - A (E V/\sigma) - (\mu/\sigma) V`
+        without building the standardised rows.
+        """
+        W = V / sig_k[:, None]
+        EW = E[:, keep_idx] @ W
+        shift = (mu_k / sig_k) @ V
+        all_kept = keep_idx.size == self.d
+        total = np.zeros(filt.shape[1])
+        for g in train:
+            rows = self.rows[g]
+            Hg = self.H0[rows] if all_kept else self.H0[np.ix_(rows, keep_idx)]
+            U = Hg @ W - self._A(rows) @ EW - shift
+            fitted = U @ (q[:, None] * filt)
+            lev = (U * U) @ filt + 1.0 / n_T
+            total += np.sum(((self.y0[rows] - y_bar)[:, None] - fitted) ** 2 / (1.0 - lev) ** 2, axis=0)
+        return total / n_T
 
     def _standardized(self, idx, E, keep_idx, mu_k, sig_k) -> np.ndarray:
         """Standardised residual rows ``idx`` (kept columns)."""
