@@ -211,3 +211,27 @@ def test_more_columns_than_rows_uses_the_kernel_and_still_matches(select):
             _, model = _rowwise(H, C, y, fold_of, 0, geom, Pipeline([("s", ClippedStandardScaler()),
                                                                       ("r", RidgeCV(alphas=RIDGE_ALPHAS))]))
             assert RIDGE_ALPHAS[fit.chosen] == model[-1].alpha_
+
+
+def test_loo_choices_equal_ridgecv_on_real_features(tmp_path, monkeypatch):
+    """ANI-2x AEVs of 160 QM9 molecules (rare-element columns included): same penalties as RidgeCV."""
+    import importlib.util
+
+    if importlib.util.find_spec("qm9pack") is None or importlib.util.find_spec("torchani") is None:
+        pytest.skip("needs qm9pack and torchani")
+    from cpd_core import composition_matrix
+    from cpd_core.datasets.qm9 import load_qm9
+    from cpd_core.extract import extract_features
+    from cpd_core.models import ANI2xAEV
+
+    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path))
+    qm9 = load_qm9(n=160, seed=1)
+    H = extract_features(ANI2xAEV(), "qm9", qm9.ids, qm9.numbers, qm9.positions, device="cpu")["aev"]
+    C, y = composition_matrix(qm9.numbers), qm9.targets["gap"].to_numpy()
+    res = cpd(H, C, y, cv=4, seed=0)
+    for fold in range(4):
+        for key, geom in (("alpha_geom", True), ("alpha_full", False)):
+            r2, model = _rowwise(H.astype(np.float64), C, y, res.fold_of, fold, geom,
+                                 Pipeline([("s", ClippedStandardScaler()), ("r", RidgeCV(alphas=RIDGE_ALPHAS))]))
+            assert res.folds.loc[fold, key] == model[-1].alpha_
+            assert res.folds.loc[fold, "r2_" + key.split("_")[1]] == pytest.approx(r2, abs=1e-6)
