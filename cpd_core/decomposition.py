@@ -293,10 +293,26 @@ def _assemble(rows, oof, y, C, fold_of, cv, seed, probe, fit_projection, n_featu
     )
 
 
-def nested_result(template, rows, oof, probe: str, C) -> CPDResult:
-    """A :class:`CPDResult` for per-fold scores made elsewhere (nested block choice) on ``template``'s folds."""
-    return _assemble(rows, oof, template.y, C, template.fold_of, template.cv, template.seed, probe, "train",
-                     template.n_features, template.level, template.n_boot)
+def _probe_fold(H, C, y, tr, te, probe, seed, standardize, clip=True, H_all=None):
+    """One fold of any probe (MLP, GBT, a user's regressor) on raw features and on the residual.
+
+    The residual is the training-fold projection, or rows of ``H_all`` (projected on all rows).
+    Returns the fold's scores (and ridge penalties) and the held-out predictions per feature set.
+    """
+    if H_all is None:
+        proj = CompositionProjector().fit(C[tr], H[tr])
+        R_tr, R_te = proj.transform(C[tr], H[tr]), proj.transform(C[te], H[te])
+    else:
+        R_tr, R_te = H_all[tr], H_all[te]
+    row, pred = {}, {}
+    for key, X_tr, X_te in (("full", H[tr], H[te]), ("geom", R_tr, R_te)):
+        model = make_probe(probe, seed=seed, standardize=standardize, clip=clip).fit(X_tr, y[tr])
+        pred[key] = model.predict(X_te)
+        row[f"r2_{key}"] = r2_score(y[te], pred[key])
+        alpha = ridge_alpha(model)
+        if alpha is not None:
+            row[f"alpha_{key}"] = alpha
+    return row, pred
 
 
 def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardize, clip=True):
@@ -305,22 +321,11 @@ def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardiz
     oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
     rows = []
     for fold in range(cv):
-        te = np.flatnonzero(fold_of == fold)
-        tr = np.flatnonzero(fold_of != fold)
-        if H_all is None:
-            proj = CompositionProjector().fit(C[tr], H[tr])
-            R_tr, R_te = proj.transform(C[tr], H[tr]), proj.transform(C[te], H[te])
-        else:
-            R_tr, R_te = H_all[tr], H_all[te]
-        row = {"fold": fold}
-        for key, X_tr, X_te in (("full", H[tr], H[te]), ("geom", R_tr, R_te)):
-            model = make_probe(probe, seed=seed, standardize=standardize, clip=clip).fit(X_tr, y[tr])
-            oof[key][te] = model.predict(X_te)
-            row[f"r2_{key}"] = r2_score(y[te], oof[key][te])
-            alpha = ridge_alpha(model)
-            if alpha is not None:
-                row[f"alpha_{key}"] = alpha
-        rows.append(row)
+        te, tr = fold_of == fold, fold_of != fold
+        row, pred = _probe_fold(H, C, y, tr, te, probe, seed, standardize, clip, H_all)
+        for key in oof:
+            oof[key][te] = pred[key]
+        rows.append({"fold": fold, **row})
     return rows, oof
 
 

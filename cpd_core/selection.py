@@ -25,10 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import r2_score
 
 from cpd_core.errors import InputError
-from cpd_core.projection import CompositionProjector, _as_2d
 from cpd_core.ridge import RidgeFolds, as_alpha_grid
 
 
@@ -83,26 +81,21 @@ class BlockChoice:
         The block of outer fold :math:`f` was chosen on ridge inner folds of its training rows, so
         this stays nested. Returns a :class:`~cpd_core.CPDResult` on the same folds.
         """
-        from cpd_core.decomposition import nested_result
-        from cpd_core.probes import make_probe
+        from cpd_core.decomposition import _assemble, _probe_fold
 
         res = self.result
         seed = res.seed if seed is None else seed
         oof = {"full": np.empty(res.n_samples), "geom": np.empty(res.n_samples)}
         rows = []
         for fold, block in self.choices["block"].items():
-            H = self.blocks[block]
-            te, tr = res.fold_of == fold, res.fold_of != fold
-            proj = CompositionProjector().fit(self.C[tr], H[tr])
-            row = {"fold": fold}
-            for key, X_tr, X_te in (("full", H[tr], H[te]),
-                                    ("geom", proj.transform(self.C[tr], H[tr]), proj.transform(self.C[te], H[te]))):
-                model = make_probe(probe, seed=seed, standardize=standardize).fit(X_tr, res.y[tr])
-                oof[key][te] = model.predict(X_te)
-                row[f"r2_{key}"] = r2_score(res.y[te], oof[key][te])
-            rows.append(row)
+            te = res.fold_of == fold
+            row, pred = _probe_fold(self.blocks[block], self.C, res.y, ~te, te, probe, seed, standardize)
+            for key in oof:
+                oof[key][te] = pred[key]
+            rows.append({"fold": fold, **row})
         name = probe if isinstance(probe, str) else type(probe).__name__
-        return nested_result(res, rows, oof, f"{name} (nested block)", C=self.C)
+        return _assemble(rows, oof, res.y, self.C, res.fold_of, res.cv, seed, f"{name} (nested block)", "train",
+                         res.n_features, res.level, res.n_boot)
 
 
 def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv: int = 5, seed: int = 0,
@@ -139,7 +132,7 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
     >>> choice.block, bool(choice.r2_geom > 0.8)
     ('signal', True)
     """
-    from cpd_core.decomposition import _check_inputs, fold_labels, nested_result
+    from cpd_core.decomposition import _assemble, _check_inputs, fold_labels
 
     if probe != "ridge":
         raise InputError(f"best_block selects with the closed-form ridge probe; got {probe!r} "
@@ -183,8 +176,8 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
                      "alpha_full": scores[f, 3], "alpha_geom": scores[f, 2]})
         choices.append({"fold": f, "block": name, "inner_r2_geom": inner[f, names.index(name)],
                         "outer_r2_geom": scores[f, 0]})
-    template = _Template(y, fold_of, seed, K, level, n_boot, max(arrays[n].shape[1] for n in set(chosen)))
-    result = nested_result(template, rows, oof, "ridge (nested block)", C=C)
+    width = max(arrays[n].shape[1] for n in set(chosen))
+    result = _assemble(rows, oof, y, C, fold_of, K, seed, "ridge (nested block)", "train", width, level, n_boot)
     scan = pd.DataFrame({"r2_geom": [outer[n][0][:, 0].mean() for n in names],
                          "r2_full": [outer[n][0][:, 1].mean() for n in names],
                          "d": [arrays[n].shape[1] for n in names]}, index=pd.Index(names, name="block"))
@@ -195,23 +188,6 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
 
 def _score(fit) -> float:
     return float(fit.r2[fit.chosen])
-
-
-@dataclass
-class _Template:
-    """What :func:`~cpd_core.decomposition.nested_result` needs of the fold set-up."""
-
-    y: np.ndarray
-    fold_of: np.ndarray
-    seed: int
-    cv: int
-    level: float
-    n_boot: int
-    n_features: int
-
-    @property
-    def n_samples(self) -> int:
-        return len(self.y)
 
 
 __all__ = ["BlockChoice", "best_block"]

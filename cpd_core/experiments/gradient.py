@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cpd_core.composition import composition_matrix
-from cpd_core.datasets.qm9 import QM9Subset, check_targets, load_qm9
-from cpd_core.decomposition import cpd
+from cpd_core.datasets.qm9 import check_targets, load_qm9
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import control_targets
 from cpd_core.intervals import compare
@@ -36,28 +35,6 @@ def default_models() -> list[str]:
     from cpd_core.models.trained import REGISTRY_CARDS as trained_here
 
     return [name for name, card in REGISTRY.items() if card.offline and not card.caveat and name not in trained_here]
-
-
-def block_scan(qm9: QM9Subset, features: dict, targets: Sequence[str] = ("gap", "dipole"),
-               cv: int = 5, seed: int = 0) -> pd.DataFrame:
-    """Ridge CPD of every block for every target (the naive, per-block view).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (block, target): ``r2_comp``, ``r2_full``, ``r2_geom`` (fold means) with their
-        95 % intervals, ``r2_geom_std`` and the block width ``d``.
-    """
-    check_targets(targets)
-    C = composition_matrix(qm9.numbers)
-    rows = []
-    for block, H in features.items():
-        for target in targets:
-            res = cpd(H, C, qm9.targets[target].to_numpy(), probe="ridge", cv=cv, seed=seed)
-            s = res.summary()
-            rows.append({"block": block, "target": target, **{k: s[k] for k in s if k.startswith("r2_")},
-                         "d": H.shape[1]})
-    return pd.DataFrame(rows)
 
 
 def best_blocks(scan: pd.DataFrame) -> dict[str, str]:
@@ -335,5 +312,5 @@ def twin_gaps(run: GradientRun, probe: str = "ridge") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["GradientRun", "KINDS", "best_blocks", "block_kind", "block_scan", "controls_table", "default_models",
+__all__ = ["GradientRun", "KINDS", "best_blocks", "block_kind", "controls_table", "default_models",
            "family_order", "gradient_table", "model_gradient", "pick", "twin_gaps"]
