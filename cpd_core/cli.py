@@ -73,8 +73,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--hparams", default="{}", help='network hyper-parameters as JSON, e.g. \'{"hidden": 64}\'')
     p.add_argument("--snapshots", type=int, default=4,
-                   help="keep K snapshots of the averaged weights, after the epochs that reach 1/K, 2/K, ... "
-                        "of the budget, in OUT/snapshots/ (0: none; default 4)")
+                   help="keep K snapshots of the averaged weights, after the steps that reach 1/K, 2/K, ... "
+                        "of the budget (mid-epoch too), in OUT/snapshots/ (0: none; default 4)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the output folder (its state.pt) for a new --max-epochs/--max-minutes "
                         "budget, with a warm restart of the schedule; the other options must be those of the run")

@@ -352,7 +352,7 @@ class RidgeFolds:
         return FoldFit(r2, crit, chosen, P[:, chosen] + self.y_mean, keep_idx.size)
 
     def _loo_primal(self, train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T) -> np.ndarray:
-        """Exact leave-one-out mean squared error per penalty, one training fold's rows at a time.
+        r"""Exact leave-one-out mean squared error per penalty, one training fold's rows at a time.
 
         :math:`U = Z V` is formed as :math:`H_0 (V/\sigma) - A (E V/\sigma) - (\mu/\sigma) V`
         without building the standardised rows.

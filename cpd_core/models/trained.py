@@ -25,7 +25,7 @@ mace        :class:`~cpd_core.models.mace.MACENet`         mace-torch
 
 A run also keeps snapshots of its weights part-way through training (``cpd train
 --snapshots``): :func:`snapshot_paths` lists them, :func:`load_snapshot` loads one as
-``<arch>-qm9-<target>@epoch<E>``.
+``<arch>-qm9-<target>@step<S>``.
 """
 
 from __future__ import annotations
@@ -203,27 +203,27 @@ REGISTRY_CARDS = {c.name: c for c in CARDS}
 
 
 def snapshot_paths(arch: str, target: str, root: str | Path | None = None) -> list[tuple[int, Path]]:
-    """``(epoch, path)`` of the weight snapshots a run of ``cpd train`` kept, by epoch, from its manifest.
+    """``(step, path)`` of the weight snapshots a run of ``cpd train`` kept, by training step, from its manifest.
 
     Empty when there are none (a run before ``--snapshots`` existed, ``--snapshots 0``, no run).
     """
     folder = checkpoint_dir(arch, target, root)
-    return sorted((int(s["epoch"]), folder / s["file"]) for s in read_manifest(arch, target, root).get("snapshots", []))
+    return sorted((int(s["step"]), folder / s["file"]) for s in read_manifest(arch, target, root).get("snapshots", []))
 
 
-def load_snapshot(arch: str, target: str, epoch: int, root: str | Path | None = None,
+def load_snapshot(arch: str, target: str, step: int, root: str | Path | None = None,
                   device: str | None = "auto") -> NetFeaturizer:
-    """The network ``<arch>-qm9-<target>`` as it was after ``epoch``, as a featurizer.
+    """The network ``<arch>-qm9-<target>`` as it was after training step ``step``, as a featurizer.
 
-    Its card is the registry's, named ``<arch>-qm9-<target>@epoch<epoch>``; with the weights
+    Its card is the registry's, named ``<arch>-qm9-<target>@step<step>``; with the weights
     hash in :meth:`~cpd_core.models.base.Featurizer.spec`, features of every snapshot are cached
     apart.
 
     Parameters
     ----------
     arch, target : str
-    epoch : int
-        One of the epochs of :func:`snapshot_paths`.
+    step : int
+        One of the steps of :func:`snapshot_paths`.
     root : path, optional
         The checkpoint root (default :func:`checkpoint_root`).
     device : str, optional
@@ -232,7 +232,7 @@ def load_snapshot(arch: str, target: str, epoch: int, root: str | Path | None = 
     Raises
     ------
     WeightsNotFoundError
-        If the run kept no snapshot after ``epoch`` (the message lists those it kept).
+        If the run kept no snapshot after ``step`` (the message lists those it kept).
     """
     from cpd_core.models.base import resolve_device
 
@@ -241,14 +241,14 @@ def load_snapshot(arch: str, target: str, epoch: int, root: str | Path | None = 
         raise InputError(f"no trained network {arch}-qm9-{target}; architectures {list(ARCHITECTURES)}, "
                          f"targets {list(TRAINED_TARGETS)}")
     paths = dict(snapshot_paths(arch, target, root))
-    if epoch not in paths:
-        raise WeightsNotFoundError(f"{base.name} has no snapshot after epoch {epoch} in "
+    if step not in paths:
+        raise WeightsNotFoundError(f"{base.name} has no snapshot after step {step} in "
                                    f"{checkpoint_dir(arch, target, root)}; it has {sorted(paths) or 'none'} "
                                    f"(`{train_command(arch, target)} --snapshots K` keeps K)")
-    net, _ = load_checkpoint(paths[epoch])
-    card = dataclasses.replace(base, name=f"{base.name}@epoch{epoch}", source=f"{paths[epoch]} (snapshot)",
-                               training_data=f"{base.training_data}, after epoch {epoch}",
-                               build=functools.partial(load_snapshot, arch, target, epoch, root=root, device="cpu"))
+    net, _ = load_checkpoint(paths[step])
+    card = dataclasses.replace(base, name=f"{base.name}@step{step}", source=f"{paths[step]} (snapshot)",
+                               training_data=f"{base.training_data}, after step {step}",
+                               build=functools.partial(load_snapshot, arch, target, step, root=root, device="cpu"))
     featurizer = NetFeaturizer(card, net)
     featurizer.spec()  # hash the weights as loaded, as cpd_core.models.load does
     return featurizer.to(resolve_device(device), featurizer.dtype)

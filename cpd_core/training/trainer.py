@@ -17,11 +17,13 @@ value its authors used or, where that diverged in short runs, the nearest that d
 * **outputs**: ``model.pt`` (the kept weights in float32, the architecture and the target
   normalisation; loadable with ``torch.load(weights_only=True)``) and ``manifest.json``
   (everything needed to judge and repeat the run, the test MAE included);
-* **snapshots** (``snapshots=K``): the EMA weights after each epoch at which the progress
-  through the budget (the quantity the schedule follows) first reaches :math:`i/K`,
-  :math:`i = 1..K`, in ``snapshots/epoch{E:03d}.pt`` (the format of ``model.pt``), listed in
-  the manifest's ``"snapshots"``; a run stopped early (patience) keeps those it reached, and
-  fewer epochs than ``K`` give fewer files;
+* **snapshots** (``snapshots=K``): the EMA weights, validated, after the first training step at
+  which the progress through the budget (the quantity the schedule follows) reaches
+  :math:`i/K`, :math:`i = 1..K` (mid-epoch too: a CPU run of one or two epochs still gets ``K``
+  points; the last is the end of the run), in ``snapshots/step{S:07d}.pt`` (the format of
+  ``model.pt``), listed in the manifest's ``"snapshots"`` with their step, epoch, epochs trained
+  (a fraction mid-epoch), minutes and validation MAE; a run stopped early (patience) keeps those
+  it reached;
 * **resuming** (``resume=True``): ``state.pt`` (live and EMA weights, Adam's state, the best
   weights so far, counters, history, the batch-order and torch RNG states, the settings) lets a
   run continue for a new budget of ``max_epochs``/``max_minutes``. The new segment is a *warm
@@ -35,6 +37,7 @@ value its authors used or, where that diverged in short runs, the nearest that d
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -253,6 +256,13 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tenso
     budget_s = config.max_minutes * 60
     n_batches = math.ceil(len(train_rows) / config.batch_size)
     since_best, marks, stopped_by = 0, 0, "epochs"
+
+    def snapshot(epoch: int, epochs: float, minutes: float, val_mae: float) -> None:
+        """Keep the network's current (EMA) weights as the snapshot after ``step``."""
+        snapshots.append({"file": f"snapshots/step{step:07d}.pt", "step": step, "epoch": epoch,
+                          "epochs": round(epochs, 6), "minutes": minutes, "val_mae_meV": val_mae})
+        taken[snapshots[-1]["file"]] = _cpu_float32(net.state_dict())
+
     train_started = time.monotonic()
     log(f"{config.arch} on {config.target}: {sum(p.numel() for p in params):,} parameters, "
         f"{len(train_rows):,} train / {len(val_rows):,} val / {len(test_rows):,} test molecules, {device}"
@@ -267,6 +277,13 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tenso
                 out_of_time = True
                 break
             progress = max((epoch - first - 1 + i / n_batches) / config.max_epochs, elapsed / budget_s)
+            # a mark short of the end reached part-way through the epoch (after i steps of it)
+            if i and marks < config.snapshots - 1 and progress >= (marks + 1) / config.snapshots:
+                marks = sum(progress >= k / config.snapshots for k in range(1, config.snapshots))
+                with _ema_weights(params, ema):
+                    snap_mae = _mae_mev(model, data, val_rows, config.eval_batch_size)
+                    snapshot(epoch, epoch - 1 + i / n_batches, done_minutes + elapsed / 60, snap_mae)
+                model.train()
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(progress, config.lr, config.warmup, config.final_lr)
             numbers, positions, batch, y = data.batch(chunk)
@@ -284,30 +301,22 @@ def train(config: TrainConfig, out_dir: str | Path | None = None, data: QM9Tenso
         if not losses:
             stopped_by = "time"
             break
-        live = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, e in zip(params, ema):
-                p.copy_(e)
-        val_mae = _mae_mev(model, data, val_rows, config.eval_batch_size)
-        elapsed = time.monotonic() - train_started
-        history.append({"epoch": epoch, "steps": step, "train_loss": float(torch.stack(losses).mean()),
-                        "val_mae_meV": val_mae, "lr": optimizer.param_groups[0]["lr"],
-                        "minutes": done_minutes + elapsed / 60, "partial": out_of_time})
-        if val_mae < best:
-            best, best_epoch, since_best = val_mae, epoch, 0
-            best_state = copy.deepcopy(net.state_dict())
-        else:
-            since_best += 1
-        reached = 1.0 if out_of_time else max((epoch - first) / config.max_epochs, elapsed / budget_s)
-        crossed = sum(reached >= i / config.snapshots for i in range(1, config.snapshots + 1))
-        if crossed > marks:  # the EMA weights, as validated
-            marks = crossed
-            snapshots.append({"file": f"snapshots/epoch{epoch:03d}.pt", "epoch": epoch, "step": step,
-                              "minutes": history[-1]["minutes"], "val_mae_meV": val_mae})
-            taken[snapshots[-1]["file"]] = _cpu_float32(net.state_dict())
-        with torch.no_grad():
-            for p, v in zip(params, live):
-                p.copy_(v)
+        with _ema_weights(params, ema):
+            val_mae = _mae_mev(model, data, val_rows, config.eval_batch_size)
+            elapsed = time.monotonic() - train_started
+            history.append({"epoch": epoch, "steps": step, "train_loss": float(torch.stack(losses).mean()),
+                            "val_mae_meV": val_mae, "lr": optimizer.param_groups[0]["lr"],
+                            "minutes": done_minutes + elapsed / 60, "partial": out_of_time})
+            if val_mae < best:
+                best, best_epoch, since_best = val_mae, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                since_best += 1
+            reached = 1.0 if out_of_time else max((epoch - first) / config.max_epochs, elapsed / budget_s)
+            crossed = sum(reached >= k / config.snapshots for k in range(1, config.snapshots + 1))
+            if crossed > marks:  # the EMA weights, as validated
+                marks = crossed
+                snapshot(epoch, epoch - 1 + len(losses) / n_batches, history[-1]["minutes"], val_mae)
         log(f"epoch {epoch:4d}  loss {history[-1]['train_loss']:.4f}  val MAE {val_mae:9.2f} meV  "
             f"lr {history[-1]['lr']:.2e}  {history[-1]['minutes']:6.1f} min" + ("  (time)" if out_of_time else ""))
         if out_of_time or elapsed >= budget_s:
@@ -382,6 +391,21 @@ def _cpu(state_dict: dict) -> dict:
     return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
 
 
+@contextlib.contextmanager
+def _ema_weights(params: list, ema: list):
+    """The averaged weights in the network for the ``with`` block; the live ones back after it."""
+    live = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, e in zip(params, ema):
+            p.copy_(e)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, v in zip(params, live):
+                p.copy_(v)
+
+
 def _cpu_float32(state_dict: dict) -> dict:
     """A copy on the CPU, floating tensors in float32 (what ``model.pt`` and snapshots hold)."""
     return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in _cpu(state_dict).items()}
@@ -414,7 +438,7 @@ def save(net: torch.nn.Module, manifest: dict, out_dir: str | Path, snapshots: d
     head = {"format": CHECKPOINT_FORMAT, "arch": manifest["arch"], "hparams": manifest["hparams"],
             "target": manifest["target"], "normalisation": manifest["normalisation"]}
     keep = {s["file"] for s in manifest.get("snapshots", [])}
-    for old in (out_dir / "snapshots").glob("epoch*.pt"):
+    for old in (out_dir / "snapshots").glob("*.pt"):
         if old.relative_to(out_dir).as_posix() not in keep:
             old.unlink()
     for file, weights in (snapshots or {}).items():

@@ -67,19 +67,19 @@ def test_snapshots_load_under_their_own_names_and_hashes(tmp_path, monkeypatch):
     hparams = {"hidden": 8, "num_layers": 2, "num_rbf": 6}
     final = _checkpoint(tmp_path, "painn", "gap", hparams)
     assert snapshot_paths("painn", "gap") == []  # a manifest without "snapshots" (the committed ones)
-    with pytest.raises(WeightsNotFoundError, match="no snapshot after epoch 2 .* it has none .*--snapshots K"):
+    with pytest.raises(WeightsNotFoundError, match="no snapshot after step 2 .* it has none .*--snapshots K"):
         load_snapshot("painn", "gap", 2)
     folder = tmp_path / "qm9" / "painn-gap"
     nets = {e: build_network("painn", seed=10 + e, **hparams) for e in (2, 5)}
     manifest = {"arch": "painn", "target": "gap", "hparams": final.hparams,
                 "normalisation": {"pooling": "mean", "scale": 1.0, "offset": 0.0, "atomref": [0.0] * 10},
-                "snapshots": [{"file": f"snapshots/epoch{e:03d}.pt", "epoch": e} for e in (5, 2)]}
-    save(final, manifest, folder, snapshots={f"snapshots/epoch{e:03d}.pt": n.state_dict() for e, n in nets.items()})
-    assert snapshot_paths("painn", "gap") == [(e, folder / f"snapshots/epoch{e:03d}.pt") for e in (2, 5)]
+                "snapshots": [{"file": f"snapshots/step{e:07d}.pt", "step": e, "epoch": 1} for e in (5, 2)]}
+    save(final, manifest, folder, snapshots={f"snapshots/step{e:07d}.pt": n.state_dict() for e, n in nets.items()})
+    assert snapshot_paths("painn", "gap") == [(e, folder / f"snapshots/step{e:07d}.pt") for e in (2, 5)]
     specs = {load("painn-qm9-gap", device="cpu").spec()["weights"]}
-    for epoch, net in nets.items():
-        snap = load_snapshot("painn", "gap", epoch, device="cpu")
-        assert snap.name == f"painn-qm9-gap@epoch{epoch}" and snap.card.status == "trained-here"
+    for step, net in nets.items():
+        snap = load_snapshot("painn", "gap", step, device="cpu")
+        assert snap.name == f"painn-qm9-gap@step{step}" and snap.card.status == "trained-here"
         assert type(snap) is type(load("painn-qm9-gap", device="cpu"))
         for (name, a), b in zip(net.state_dict().items(), snap.module.state_dict().values()):
             torch.testing.assert_close(a, b, msg=name)

@@ -2,6 +2,8 @@
 it keeps snapshots, it resumes."""
 
 import json
+import math
+import pathlib
 import shutil
 import types
 
@@ -124,8 +126,9 @@ def test_snapshots_follow_the_epoch_budget(trained):
     out, _, manifest = trained
     snaps = manifest["snapshots"]
     assert [s["epoch"] for s in snaps] == [3, 6, 9, 12]  # 12 epochs, K = 4: after epochs 12/4, 2·12/4, ...
-    assert [s["file"] for s in snaps] == [f"snapshots/epoch{e:03d}.pt" for e in (3, 6, 9, 12)]
+    assert [s["epochs"] for s in snaps] == [3, 6, 9, 12]  # whole epochs: no mark falls inside one
     by_epoch = {h["epoch"]: h for h in manifest["history"]}
+    assert [s["file"] for s in snaps] == [f"snapshots/step{by_epoch[e]['steps']:07d}.pt" for e in (3, 6, 9, 12)]
     for s in snaps:
         assert (s["step"], s["minutes"], s["val_mae_meV"]) == tuple(by_epoch[s["epoch"]][k]
                                                                    for k in ("steps", "minutes", "val_mae_meV"))
@@ -133,22 +136,29 @@ def test_snapshots_follow_the_epoch_budget(trained):
         assert ckpt["format"] == CHECKPOINT_FORMAT and set(ckpt) == set(torch.load(out / "model.pt", weights_only=True))
         assert all(v.dtype == torch.float32 for v in ckpt["state_dict"].values() if v.is_floating_point())
         assert (out / s["file"]).stat().st_size < 1.2 * (out / "model.pt").stat().st_size
-    assert sorted(p.name for p in (out / "snapshots").iterdir()) == [f"epoch{e:03d}.pt" for e in (3, 6, 9, 12)]
-    assert snapshot_paths("painn", "gap", out.parents[1]) == [(s["epoch"], out / s["file"]) for s in snaps]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == [pathlib.Path(s["file"]).name for s in snaps]
+    assert snapshot_paths("painn", "gap", out.parents[1]) == [(s["step"], out / s["file"]) for s in snaps]
 
 
-def test_snapshots_follow_the_wall_time_and_keep_a_cut_epoch(tmp_path, monkeypatch):
-    """A fake clock, 0.9 s a reading (4 steps and a validation: 4.5 s an epoch): a 60 s budget ends in epoch 14."""
+def test_snapshots_fall_inside_an_epoch_when_the_clock_says_so(tmp_path, monkeypatch):
+    """A fake clock, 0.9 s a reading (one a step, one a validation): 12 steps an epoch, 11.7 s; a 60 s budget.
+
+    Marks at 20 s and 40 s fall part-way through epochs: those snapshots are taken at the
+    first step that reaches them, with the epochs trained as a fraction; the last is the cut epoch.
+    """
     ticks = iter(range(10**6))
     monkeypatch.setattr(trainer, "time", types.SimpleNamespace(monotonic=lambda: 0.9 * next(ticks)))
-    data = QM9Tensors("gap", "cpu", _molecules(40))
+    data = QM9Tensors("gap", "cpu", _molecules(120))  # 96 training molecules: 12 batches of 8
     manifest = train(_config(max_minutes=1, max_epochs=100, snapshots=3), out_dir=tmp_path, data=data, log=None)
     history, snaps = manifest["history"], manifest["snapshots"]
     assert manifest["result"]["stopped_by"] == "time" and history[-1]["partial"]
     assert len(snaps) == 3 and snaps[-1]["epoch"] == history[-1]["epoch"]  # the cut epoch is the last snapshot
-    minutes = {h["epoch"]: h["minutes"] for h in history}
-    for i, s in enumerate(snaps[:-1], start=1):  # the first epochs to reach i/3 of the minute
-        assert minutes[s["epoch"]] >= i / 3 > minutes.get(s["epoch"] - 1, 0)
+    assert snaps[-1]["step"] == history[-1]["steps"]
+    for i, s in enumerate(snaps[:-1], start=1):  # mid-epoch, at the first step past i/3 of the minute
+        assert s["minutes"] >= i / 3 and s["epochs"] % 1 != 0 and s["epoch"] == math.ceil(s["epochs"])
+        assert s["step"] == round(s["epochs"] * 12)
+        assert s["val_mae_meV"] not in {h["val_mae_meV"] for h in history}  # validated on its own
+    assert [s["step"] for s in snaps] == sorted({s["step"] for s in snaps})
     assert all((tmp_path / s["file"]).is_file() for s in snaps)
 
 
@@ -166,11 +176,12 @@ def test_snapshots_load_with_their_own_weights(trained, monkeypatch):
     final = load("painn-qm9-gap", device="cpu")
     water = AtomsBatch.from_arrays([[8, 1, 1]], [np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])])
     hashes = set()
-    for epoch, _ in snapshot_paths("painn", "gap", root):
-        snap = load_snapshot("painn", "gap", epoch, root=root, device="cpu")
-        assert snap.name == f"painn-qm9-gap@epoch{epoch}" and snap.card.status == "trained-here"
+    epoch_of = {s["step"]: s["epoch"] for s in manifest["snapshots"]}
+    for step, _ in snapshot_paths("painn", "gap", root):
+        snap = load_snapshot("painn", "gap", step, root=root, device="cpu")
+        assert snap.name == f"painn-qm9-gap@step{step}" and snap.card.status == "trained-here"
         same = snap.spec()["weights"] == final.spec()["weights"]
-        assert same == (epoch == manifest["result"]["best_epoch"])  # model.pt holds the best epoch's weights
+        assert same == (epoch_of[step] == manifest["result"]["best_epoch"])  # model.pt: the best epoch's weights
         if not same:
             assert not torch.allclose(snap(water)["layer2/L0"], final(water)["layer2/L0"])
         hashes.add(snap.spec()["weights"])
