@@ -3,7 +3,7 @@
 #   make test    unit tests and doctests, then re-run the reference notebooks with nbval
 # Full-scale parameters for every notebook (papermill -p/-y options):
 #   make book NB_PARAMS="-p n_molecules 130831 -p device cuda"
-# Also: make venv | refresh-references | store-references | clean
+# Also: make venv | check-math | refresh-references | store-references | clean
 
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
@@ -39,7 +39,7 @@ EXECUTED := $(NAMES:%=build/notebooks/%.ipynb)
 LIB_FILES := $(shell find cpd_core -type f ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort)
 BOOK_FILES := _config.yml _toc.yml $(wildcard book/*)
 
-.PHONY: help venv notebooks book test refresh-references store-references clean FORCE
+.PHONY: help venv notebooks book mathjax check-math test refresh-references store-references clean FORCE
 .SECONDARY: $(CONVERTED)
 
 help:
@@ -79,13 +79,44 @@ build/notebooks/%.ipynb: build/jupytext/%.ipynb $(LIB_FILES) build/notebook-inpu
 
 notebooks: $(EXECUTED)
 
+# --- MathJax, served by the book itself (_static/mathjax) instead of a CDN, so that equations render
+# offline. The npm registry's package at a pinned version and checksum, unpacked into build/static/mathjax
+# (git-ignored), which _config.yml names in html_static_path and mathjax_path. Kept from its es5/ folder:
+# the component Sphinx loads (tex-mml-chtml.js), its CHTML fonts, and what that loads later on demand:
+# TeX extensions (autoload, \require), MathML entities and extensions, and what the right-click menu's
+# options load (SVG output, a11y/, sre/). 7.7 MB of the package's 24. `make check-math` opens the built
+# pages in headless Chromium without a network and fails unless MathJax typeset every equation.
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+MATHJAX_DIR := build/static/mathjax
+MATHJAX_DONE := $(MATHJAX_DIR)/.version-$(MATHJAX_VERSION)
+MATHJAX_TGZ := build/mathjax-npm/mathjax-$(MATHJAX_VERSION).tgz
+MATHJAX_FILES := tex-mml-chtml.js output/chtml/fonts/woff-v2 input/tex/extensions input/mml/entities.js \
+  input/mml/extensions output/svg.js output/svg/fonts a11y sre
+
+mathjax: $(MATHJAX_DONE)
+
+$(MATHJAX_DONE):
+	@rm -rf $(MATHJAX_DIR) $(dir $(MATHJAX_TGZ))
+	@mkdir -p $(MATHJAX_DIR) $(dir $(MATHJAX_TGZ))
+	cd $(dir $(MATHJAX_TGZ)) && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null \
+	  || { echo "error: npm pack mathjax@$(MATHJAX_VERSION) failed: the book needs npm and the npm registry" >&2; exit 1; }
+	echo "$(MATHJAX_SHA256)  $(MATHJAX_TGZ)" | sha256sum --check --quiet
+	tar -xzf $(MATHJAX_TGZ) -C $(MATHJAX_DIR) --strip-components=2 $(MATHJAX_FILES:%=package/es5/%)
+	tar -xzf $(MATHJAX_TGZ) -O package/LICENSE > $(MATHJAX_DIR)/LICENSE
+	@rm -rf $(dir $(MATHJAX_TGZ))
+	@touch $@
+
+check-math:
+	$(or $(wildcard $(BIN)/python),python3) scripts/check_offline_math.py _build/html
+
 # --- book: jupyter-book 1 reads the executed notebooks (execute_notebooks: off in _config.yml)
 book: _build/html/.built
 	@echo "$(CURDIR)/_build/html/index.html"
 
 # A full rebuild (--all) whenever an input changed: an incremental Sphinx build does not
 # repeat the warnings of pages it does not re-read, and warnings are errors here.
-_build/html/.built: $(EXECUTED) $(BOOK_FILES) | $(VENV_DONE)
+_build/html/.built: $(EXECUTED) $(BOOK_FILES) $(MATHJAX_DONE) | $(VENV_DONE)
 	@mkdir -p build
 	@rm -f $@
 	@echo "jupyter-book build . --all -W -n --keep-going (log: build/jupyter-book.log)"
