@@ -1,6 +1,6 @@
 """Benchmark: extraction throughput, the engine's overhead, and memory over all of QM9 (prints figures; not a test).
 
-For each model: molecules per second through ``cpd_core.extract.pooled_features`` on a QM9
+For each model: molecules per second through ``cpd_core.extract.features`` (uncached) on a QM9
 subset, and the same size-sorted batches through the bare model call plus pooling on batches
 built beforehand, so the engine's own cost (batch assembly, host-device copies, bookkeeping)
 reads off as an overhead (target: at most 10 %). Runs on CPU, and on CUDA when present.
@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from cpd_core.datasets import load_qm9
-from cpd_core.extract import invariant_pool, pooled_features
+from cpd_core.extract import features
+from cpd_core.pooling import invariant_pool
 from cpd_core.models import load
 from cpd_core.models.base import AtomsBatch
 
@@ -64,14 +65,14 @@ def throughput(names, n, batch_size, devices) -> None:
         featurizer = load(name)
         ok = set(featurizer.elements)
         rows = [i for i, z in enumerate(qm9.numbers) if set(z.tolist()) <= ok]  # e.g. no F for HCNO models
-        numbers, positions = [qm9.numbers[i] for i in rows], [qm9.positions[i] for i in rows]
+        supported = qm9.select(rows)
+        numbers, positions = supported.numbers, supported.positions
         for device in devices:
             featurizer.to(device, torch.float32)
-            pooled_features(featurizer, numbers[:64], positions[:64], device=str(device), progress=False)
+            features(featurizer, supported.select(np.arange(64)), device=str(device), progress=False, cache=False)
             _sync(device)
             start = time.perf_counter()
-            pooled_features(featurizer, numbers, positions, batch_size=batch_size, device=str(device),
-                            progress=False)
+            features(featurizer, supported, batch_size=batch_size, device=str(device), progress=False, cache=False)
             _sync(device)
             engine = time.perf_counter() - start
             bare = bare_forward(featurizer, numbers, positions, batch_size, device)
@@ -81,14 +82,11 @@ def throughput(names, n, batch_size, devices) -> None:
 
 
 def _memory_child(model: str, n: int, batch_size: int, device: str) -> None:
-    from cpd_core.extract import extract_features
-
     qm9 = load_qm9(n=None if n >= 130_831 else n, seed=0, targets=["gap"])
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     f = load(model, device=device)
     start = time.perf_counter()
-    paths = extract_features(f, "qm9", qm9.ids, qm9.numbers, qm9.positions, batch_size=batch_size,
-                             device=device, progress=False, load=False)
+    paths = features(f, qm9, batch_size=batch_size, device=device, progress=False, load=False)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"n": len(qm9), "seconds": seconds, "peak_mib": peak, "after_loading_qm9_mib": base,

@@ -93,3 +93,46 @@ def cached_arrays(namespace: str, key: str, compute: Callable[[], dict]) -> dict
     arrays = compute()
     save_npz_atomic(path, **arrays)
     return arrays
+
+
+# --- shards: one entry per slice of consecutive rows, so a long computation resumes -----------------------
+
+
+def readable_shard(path: Path) -> bool:
+    """Whether ``path`` is a complete shard (:func:`save_shard`); a corrupt one is deleted."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            _ = data["kept"]
+        return True
+    except Exception:
+        path.unlink(missing_ok=True)
+        return False
+
+
+def save_shard(path: Path, kept: np.ndarray, arrays: dict, **info) -> None:
+    """Store one shard atomically: ``kept`` (which of its rows have arrays), the named arrays (``block::NAME``) of those rows, ``info``."""
+    save_npz_atomic(path, kept=np.asarray(kept, dtype=bool), **{f"block::{k}": v for k, v in arrays.items()},
+                    **{k: np.asarray(v) for k, v in info.items()})
+
+
+def shard_masks(paths: list[Path]) -> np.ndarray:
+    """The ``kept`` masks of the shards at ``paths``, concatenated, without reading their arrays."""
+    masks = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            masks.append(data["kept"])
+    return np.concatenate(masks)
+
+
+def load_shards(paths: list[Path]) -> tuple[np.ndarray, dict]:
+    """The shards at ``paths`` joined: (``kept`` mask of all their rows, name → arrays of the kept rows)."""
+    parts, kept = [], []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            kept.append(data["kept"])
+            parts.append({k.split("::", 1)[1]: data[k] for k in data.files if k.startswith("block::")})
+    names = next((list(p) for p in parts if p), [])
+    return np.concatenate(kept), {name: np.concatenate([p[name] for p in parts if p]) for name in names}

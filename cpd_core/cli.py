@@ -41,14 +41,18 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 
 
 def _features(args):
-    from cpd_core.experiments.representation import qm9_features
+    """The data set and its features, as the one extraction call (:func:`cpd_core.extract.features`) gives them."""
+    from cpd_core.datasets import load_qm9
+    from cpd_core.extract import features
     from cpd_core.models import load
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
-    return qm9_features(load(args.model, device=args.device), n=args.n, seed=args.seed, device=args.device,
-                        pooling=args.pooling, progress=True, dtype=args.dtype, batch_size=args.batch_size,
-                        shard_size=args.shard_size, skip_unsupported=args.skip_unsupported)
+    model = load(args.model, device=args.device)  # an unknown model fails before QM9 is read
+    dataset = load_qm9(n=args.n, seed=args.seed)
+    return dataset, features(model, dataset, pooling=args.pooling, device=args.device, progress=True,
+                             dtype=args.dtype, batch_size=args.batch_size, shard_size=args.shard_size,
+                             skip_unsupported=args.skip_unsupported)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

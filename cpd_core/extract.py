@@ -1,33 +1,23 @@
-r"""The extraction engine: structures → per-atom blocks (a model) → pooled, invariant features per structure.
+r"""The extraction engine: a data set → a model's per-atom blocks → pooled, invariant features per structure.
+
+One call, :func:`features`, serves the chapters, the CLI and the benchmarks:
+
+>>> from cpd_core.datasets import load_qm9               # doctest: +SKIP
+>>> qm9 = load_qm9(n=2000, seed=0)                       # doctest: +SKIP
+>>> feats = features("ani2x-aev", qm9)                   # doctest: +SKIP
+>>> feats["aev"].shape                                   # doctest: +SKIP
+(2000, 1008)
 
 A featurizer (:class:`cpd_core.models.base.Featurizer`) returns per-atom blocks for an
-:class:`~cpd_core.models.base.AtomsBatch`. This module batches structures by atom count,
-runs the model (CUDA when available), and pools each block over the atoms :math:`a` of
-structure :math:`s` with the batch index:
+:class:`~cpd_core.models.base.AtomsBatch`. The batch runner here sorts structures by atom
+count, runs the model (CUDA when available) and pools each block per structure
+(:mod:`cpd_core.pooling`: mean or sum; an L ≥ 1 block gives ``<block>@atom-norm`` and
+``<block>@pooled-norm``).
 
-.. math::
-
-    h_s^{\text{mean}} = \frac{1}{N_s}\sum_{a \in s} h_a, \qquad
-    h_s^{\text{sum}} = \sum_{a \in s} h_a .
-
-Blocks of degree :math:`L \ge 1` (per-atom tensors :math:`\mathbf v_{a,c} \in \mathbb R^{2L+1}`
-for each channel :math:`c`) rotate with the structure; two rotation invariants keep different
-information, and the engine returns both, named by a suffix:
-
-``<block>@atom-norm``
-    :math:`\operatorname{pool}_a \lVert \mathbf v_{a,c} \rVert`: the norm of each atom's
-    vector, pooled afterwards. Blind to how the atoms' vectors are oriented relative to
-    each other.
-``<block>@pooled-norm``
-    :math:`\lVert \operatorname{pool}_a \mathbf v_{a,c} \rVert`: the norm of the pooled vector.
-    Keeps the cancellations between atoms that a molecular dipole is made of.
-
-(Inner products between different pooled channels would add more invariants; they are not
-computed.)
-
-Features are cached on disk in shards of consecutive input rows, each keyed by what
-determines it (:func:`extract_features`): an interrupted extraction resumes from the
-shards already written, and a shard file is written atomically, so it is never half there.
+Features of a named data set are cached on disk (:mod:`cpd_core.cache`) in shards of
+consecutive rows, each keyed by what determines it (:func:`shard_key`): an interrupted
+extraction resumes from the shards already written, a shard is written atomically, and every
+chapter that asks for the same model on the same molecules reads the same files.
 """
 
 from __future__ import annotations
@@ -39,13 +29,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cpd_core.cache import cache_dir, content_key, save_npz_atomic
+from cpd_core.cache import cache_dir, content_key, load_shards, readable_shard, save_shard, shard_masks
 from cpd_core.composition import symbol
+from cpd_core.datasets.base import Dataset
 from cpd_core.errors import InputError
 from cpd_core.models.base import AtomsBatch, resolve_device
+from cpd_core.pooling import check_pooling, invariant_pool
 
-POOLINGS = ("mean", "sum")
-INVARIANTS = ("atom-norm", "pooled-norm")
 #: Bumped when a change here changes extracted features.
 EXTRACT_VERSION = "2"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -80,61 +70,6 @@ def check_elements(numbers: Sequence[np.ndarray], supported: Sequence[int], mode
     return keep
 
 
-def pool_atoms(feats: torch.Tensor, batch: torch.Tensor, n_structures: int,
-               pooling: str = "mean") -> torch.Tensor:
-    """Pool per-atom rows (N, ...) into per-structure rows (S, ...) with the batch index.
-
-    Examples
-    --------
-    >>> f = torch.tensor([[1.0], [3.0], [10.0]]); b = torch.tensor([0, 0, 1])
-    >>> pool_atoms(f, b, 2, "mean").tolist(), pool_atoms(f, b, 2, "sum").tolist()
-    ([[2.0], [10.0]], [[4.0], [10.0]])
-    """
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-    total = feats.new_zeros((n_structures,) + tuple(feats.shape[1:])).index_add_(0, batch, feats)
-    if pooling == "sum":
-        return total
-    counts = torch.bincount(batch, minlength=n_structures).to(feats.dtype)
-    return total / counts.reshape((-1,) + (1,) * (feats.dim() - 1))
-
-
-def invariant_pool(blocks: dict[str, torch.Tensor], batch: torch.Tensor, n_structures: int,
-                   pooling: str = "mean") -> dict[str, torch.Tensor]:
-    """Pool every block; an L ≥ 1 block (N, c, 2L+1) gives its two invariants (module docstring).
-
-    Examples
-    --------
-    >>> v = torch.tensor([[[1.0, 0, 0]], [[-1.0, 0, 0]]])       # two atoms, opposite unit vectors
-    >>> out = invariant_pool({"l1": v}, torch.tensor([0, 0]), 1)
-    >>> out["l1@atom-norm"].tolist(), out["l1@pooled-norm"].tolist()
-    ([[1.0]], [[0.0]])
-    """
-    out = {}
-    for name, x in blocks.items():
-        if x.dim() == 2:
-            out[name] = pool_atoms(x, batch, n_structures, pooling)
-        elif x.dim() == 3:
-            out[f"{name}@atom-norm"] = pool_atoms(x.norm(dim=-1), batch, n_structures, pooling)
-            out[f"{name}@pooled-norm"] = pool_atoms(x, batch, n_structures, pooling).norm(dim=-1)
-        else:
-            raise ValueError(f"block {name!r} has shape {tuple(x.shape)}; expected (N, d) or (N, c, 2L+1)")
-    return out
-
-
-def _check_inputs(numbers, positions, cells) -> None:
-    if len(numbers) != len(positions):
-        raise InputError(f"{len(numbers)} atomic-number arrays but {len(positions)} position arrays")
-    if len(numbers) == 0:
-        raise InputError("no structures given: the selection is empty")
-    bad = [i for i, (z, r) in enumerate(zip(numbers, positions)) if len(z) == 0 or np.shape(r) != (len(z), 3)]
-    if bad:
-        raise InputError(f"positions must have shape (n_atoms, 3) with n_atoms ≥ 1 matching the atomic "
-                         f"numbers; structures {bad[:10]} do not")
-    if cells is not None and len(cells) != len(numbers):
-        raise InputError(f"{len(cells)} cells for {len(numbers)} structures")
-
-
 def _dtype(dtype) -> torch.dtype:
     if isinstance(dtype, str):
         if dtype not in DTYPES:
@@ -153,7 +88,7 @@ class Features(dict):
     kept : numpy.ndarray of bool
         Which input structures have features (all, unless unsupported ones were skipped).
     skipped : list
-        Ids (or input positions) of the skipped structures.
+        Ids of the skipped structures.
     """
 
     def __init__(self, *args, kept=None, skipped=(), **kwargs):
@@ -166,83 +101,35 @@ class Features(dict):
         return f"Features({int(self.kept.sum())} structures, {len(self.skipped)} skipped; {shapes})"
 
 
-def _run(featurizer, numbers, positions, cells, pooling, batch_size, dev, dtype, bar) -> dict:
-    """Pooled features (float64 numpy, input order) of structures all supported by the model."""
-    sizes = np.fromiter((len(z) for z in numbers), dtype=np.int64, count=len(numbers))
+def run_batches(featurizer, dataset: Dataset, rows: np.ndarray, pooling: str, batch_size: int,
+                device: torch.device, dtype: torch.dtype, bar=None) -> dict[str, np.ndarray]:
+    """The batch runner: pooled features (float64, in the order of ``rows``) of ``dataset``'s structures at ``rows``.
+
+    Structures go through the model in batches of ``batch_size``, sorted by atom count (similar
+    sizes per batch); every row must hold only elements the model supports.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    sizes = np.fromiter((len(dataset.numbers[r]) for r in rows), dtype=np.int64, count=len(rows))
     order = np.argsort(sizes, kind="stable")
     out: dict[str, np.ndarray] = {}
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        batch = AtomsBatch.from_arrays([numbers[i] for i in idx], [positions[i] for i in idx],
-                                       None if cells is None else [cells[i] for i in idx],
-                                       dtype=dtype, device=dev)
+        take = rows[idx]
+        batch = AtomsBatch.from_arrays([dataset.numbers[r] for r in take], [dataset.positions[r] for r in take],
+                                       None if dataset.cells is None else [dataset.cells[r] for r in take],
+                                       dtype=dtype, device=device)
         pooled = invariant_pool(featurizer(batch), batch.batch, batch.n_structures, pooling)
         for name, x in pooled.items():
             if name not in out:
-                out[name] = np.empty((len(order), x.shape[1]))
+                out[name] = np.empty((len(rows), x.shape[1]))
             out[name][idx] = x.double().cpu().numpy()
         if bar is not None:
             bar.update(len(idx))
     return out
 
 
-def pooled_features(featurizer, numbers: Sequence[np.ndarray], positions: Sequence[np.ndarray],
-                    cells: Sequence[np.ndarray] | None = None, pooling: str = "mean", batch_size: int = 256,
-                    device: str | None = "auto", dtype: torch.dtype | str = torch.float32,
-                    skip_unsupported: bool = False, ids: Sequence | None = None,
-                    progress: bool = True) -> Features:
-    """Run ``featurizer`` over all structures in size-sorted batches; pool per structure.
-
-    Parameters
-    ----------
-    featurizer : cpd_core.models.base.Featurizer
-    numbers, positions : sequences of arrays
-        Atomic numbers (n_atoms,) and coordinates (n_atoms, 3) in Å per structure.
-    cells : sequence of (3, 3) arrays, optional
-        Lattice vectors (rows, Å) of periodic structures; omit for molecules.
-    pooling : {"mean", "sum"}
-    batch_size : int
-        Structures per forward pass.
-    device : str or None
-        ``"auto"`` uses CUDA when available.
-    dtype : torch.float32 (default) or torch.float64, or their names
-    skip_unsupported : bool
-        Leave out structures with elements the model does not support (counted in the
-        result's ``skipped``) instead of raising :class:`InputError`.
-    ids : sequence, optional
-        Names of the structures for messages and ``skipped`` (default: positions in the input).
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    Features
-        Pooled features (n_kept, d) per block, float64, in input order; L ≥ 1 blocks as
-        ``<block>@atom-norm`` and ``<block>@pooled-norm``.
-    """
-    from tqdm import tqdm
-
-    _check_inputs(numbers, positions, cells)
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-    dtype = _dtype(dtype)
-    keep = check_elements(numbers, featurizer.elements, featurizer.name, ids=ids, skip=skip_unsupported)
-    result = Features(kept=keep, skipped=[(i if ids is None else ids[i]) for i in np.flatnonzero(~keep)])
-    if not keep.any():
-        raise InputError(f"none of the {len(numbers)} structures is supported by {featurizer.name}")
-    rows = np.flatnonzero(keep)
-    dev = resolve_device(device)
-    featurizer.to(dev, dtype)
-    with torch.no_grad(), tqdm(total=len(rows), desc=f"{featurizer.name}", unit="struct",
-                               disable=not progress) as bar:
-        out = _run(featurizer, [numbers[i] for i in rows], [positions[i] for i in rows],
-                   None if cells is None else [cells[i] for i in rows], pooling, batch_size, dev, dtype, bar)
-    result.update(out)
-    return result
-
-
 def shard_key(featurizer, dataset: str, ids: np.ndarray, pooling: str, dtype: torch.dtype) -> str:
-    """Cache key of one shard: model spec (weights hash included), dataset rows, pooling, dtype, code version.
+    """Cache key of one shard: model spec (weights hash included), data set name and rows, pooling, dtype, version.
 
     The skip policy is not part of it: a shard records which of its rows were kept, and
     without ``skip_unsupported`` an unsupported row raises before any shard is read.
@@ -251,111 +138,102 @@ def shard_key(featurizer, dataset: str, ids: np.ndarray, pooling: str, dtype: to
                        dtype=str(dtype), extract_version=EXTRACT_VERSION)
 
 
-def extract_features(featurizer, dataset: str, ids: Sequence, numbers, positions, cells=None,
-                     pooling: str = "mean", shard_size: int = 8192, batch_size: int = 256,
-                     device: str | None = "auto", dtype: torch.dtype | str = torch.float32,
-                     skip_unsupported: bool = False, progress: bool = True,
-                     load: bool = True) -> Features | list[Path]:
-    """:func:`pooled_features` with a sharded, resumable, content-keyed cache.
-
-    Rows are cut into shards of ``shard_size`` consecutive input rows. Each shard is
-    stored as ``<cache>/features/<model>/<key>.npz`` where the key hashes the model's
-    :meth:`~cpd_core.models.base.Featurizer.spec` (weights hash included), ``dataset``
-    and the shard's ``ids``, the pooling, the dtype and the engine version. Shards already on disk are read, not recomputed, so an interrupted run
-    resumes where it stopped; a shard is written atomically.
+def features(model, dataset: Dataset, pooling: str = "mean", *, device: str | None = "auto",
+             dtype: torch.dtype | str = torch.float32, batch_size: int = 256, shard_size: int = 8192,
+             skip_unsupported: bool = False, progress: bool = True, cache: bool = True,
+             load: bool = True) -> Features | list[Path]:
+    """Pooled features of every structure of ``dataset`` under ``model``: the one extraction call.
 
     Parameters
     ----------
-    dataset : str
-        Names the source of the rows (``"qm9"``); with ``ids`` it identifies the structures.
-    ids : sequence
-        Row identifiers (e.g. QM9 indices), one per structure. The cache trusts that the
-        same (dataset, id) always means the same structure.
+    model : cpd_core.models.base.Featurizer or str
+        A featurizer, or a registry name (:func:`cpd_core.models.load`, on ``device``).
+    dataset : cpd_core.datasets.Dataset
+        The structures (:func:`cpd_core.datasets.load_qm9`, :meth:`Dataset.from_arrays`, ...).
+    pooling : {"mean", "sum"}
+    device : str or None
+        ``"auto"`` uses CUDA when available.
+    dtype : torch.float32 (default) or torch.float64, or their names
+    batch_size : int
+        Structures per forward pass.
+    shard_size : int
+        Rows per cache shard.
+    skip_unsupported : bool
+        Leave out structures with elements the model does not support (listed in the result's
+        ``skipped``, ``kept`` marks the others) instead of raising :class:`InputError`.
+    progress : bool
+        Show a progress bar.
+    cache : bool
+        Read and write the on-disk cache (default). A data set without a ``name`` is never cached.
+        Each shard is ``<cache>/features/<model>/<key>.npz`` (:func:`shard_key`); shards already on
+        disk are read, not recomputed, so an interrupted run resumes where it stopped.
     load : bool
-        Return the features (default). With ``False``, only make sure every shard is on
-        disk and return their paths: memory then stays flat however many structures there are.
-    Other parameters
-        As :func:`pooled_features`.
+        Return the features (default). With ``False`` (cached data sets only), only make sure every
+        shard is on disk and return their paths: memory then stays flat however many structures
+        there are (:func:`kept_rows` reads their masks).
 
     Returns
     -------
-    Features, or list of pathlib.Path when ``load=False``.
+    Features, or list of pathlib.Path when ``load=False``
+        Pooled features (n_kept, d) per block, float64, in the data set's order; L ≥ 1 blocks as
+        ``<block>@atom-norm`` and ``<block>@pooled-norm``.
+
+    Raises
+    ------
+    InputError
+        For an unknown pooling or dtype, a structure with elements the model does not support
+        (unless ``skip_unsupported``), no supported structure at all, or ``load=False`` without
+        a cache.
     """
     from tqdm import tqdm
 
-    _check_inputs(numbers, positions, cells)
-    if len(ids) != len(numbers):
-        raise InputError(f"{len(ids)} ids for {len(numbers)} structures")
-    if pooling not in POOLINGS:
-        raise InputError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    if not isinstance(dataset, Dataset):
+        raise InputError(f"dataset must be a cpd_core.datasets.Dataset (load_qm9(...), Dataset.from_arrays(...)), "
+                         f"got {type(dataset).__name__}")
+    check_pooling(pooling)
     if shard_size < 1:
         raise InputError(f"shard_size must be positive, got {shard_size}")
     dtype = _dtype(dtype)
-    ids = np.asarray(ids)
-    keep = check_elements(numbers, featurizer.elements, featurizer.name, ids=ids, skip=skip_unsupported)
+    cache = cache and dataset.name is not None
+    if not load and not cache:
+        raise InputError("load=False keeps features only in the cache: it needs cache=True and a named data set")
+    if isinstance(model, str):
+        from cpd_core.models import load as load_model
+
+        model = load_model(model, device=device)
+    keep = check_elements(dataset.numbers, model.elements, model.name, ids=dataset.ids, skip=skip_unsupported)
     if not keep.any():
-        raise InputError(f"none of the {len(numbers)} structures is supported by {featurizer.name}")
-    folder = cache_dir() / "features" / featurizer.name.replace("/", "_").replace(":", "_")
-    shards = [slice(s, min(s + shard_size, len(ids))) for s in range(0, len(ids), shard_size)]
-    paths = [folder / f"{shard_key(featurizer, dataset, ids[s], pooling, dtype)}.npz" for s in shards]
-    todo = [k for k, p in enumerate(paths) if not _readable(p)]
+        raise InputError(f"none of the {len(dataset)} structures is supported by {model.name}")
+    n = len(dataset)
+    shards = [np.arange(s, min(s + shard_size, n)) for s in range(0, n, shard_size)] if cache else [np.arange(n)]
+    paths = [cache_dir() / "features" / model.name.replace("/", "_").replace(":", "_")
+             / f"{shard_key(model, dataset.name, dataset.ids[s], pooling, dtype)}.npz" for s in shards] if cache else []
+    todo = [k for k in range(len(shards)) if not (cache and readable_shard(paths[k]))]
+    computed = {}
     if todo:
         dev = resolve_device(device)
-        featurizer.to(dev, dtype)
+        model.to(dev, dtype)
         total = sum(int(keep[shards[k]].sum()) for k in todo)
-        with torch.no_grad(), tqdm(total=total, desc=f"{featurizer.name}", unit="struct",
-                                   disable=not progress) as bar:
+        with torch.no_grad(), tqdm(total=total, desc=model.name, unit="struct", disable=not progress) as bar:
             for k in todo:
-                s = shards[k]
-                rows = np.arange(s.start, s.stop)[keep[s]]
+                rows = shards[k][keep[shards[k]]]
                 t0 = time.perf_counter()
-                out = {} if len(rows) == 0 else _run(
-                    featurizer, [numbers[i] for i in rows], [positions[i] for i in rows],
-                    None if cells is None else [cells[i] for i in rows], pooling, batch_size, dev, dtype, bar)
-                store = {f"block::{name}": x.astype(np.float32 if dtype == torch.float32 else np.float64)
-                         for name, x in out.items()}
-                save_npz_atomic(paths[k], kept=keep[s], seconds=np.float64(time.perf_counter() - t0), **store)
+                out = {} if len(rows) == 0 else run_batches(model, dataset, rows, pooling, batch_size, dev, dtype, bar)
+                if cache:
+                    store = np.float32 if dtype == torch.float32 else np.float64
+                    save_shard(paths[k], keep[shards[k]], {name: x.astype(store) for name, x in out.items()},
+                               seconds=np.float64(time.perf_counter() - t0))
+                else:
+                    computed = out
     if not load:
         return paths
-    return _load_shards(paths, ids)
-
-
-def _readable(path: Path) -> bool:
-    if not path.exists():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            _ = data["kept"]
-        return True
-    except Exception:
-        path.unlink(missing_ok=True)
-        return False
+    if not cache:
+        return Features(computed, kept=keep, skipped=list(dataset.ids[~keep]))
+    kept, blocks = load_shards(paths)
+    return Features({k: v.astype(np.float64) for k, v in blocks.items()}, kept=kept,
+                    skipped=list(dataset.ids[~kept]))
 
 
 def kept_rows(paths: list[Path]) -> np.ndarray:
-    """Which rows the shards at ``paths`` (from ``extract_features(..., load=False)``) kept, without loading features."""
-    masks = []
-    for path in paths:
-        with np.load(path, allow_pickle=False) as data:
-            masks.append(data["kept"])
-    return np.concatenate(masks)
-
-
-def _load_shards(paths: list[Path], ids: np.ndarray) -> Features:
-    parts, kept = [], []
-    for path in paths:
-        with np.load(path, allow_pickle=False) as data:
-            kept.append(data["kept"])
-            parts.append({k.split("::", 1)[1]: data[k] for k in data.files if k.startswith("block::")})
-    keep = np.concatenate(kept)
-    result = Features(kept=keep, skipped=list(ids[~keep]))
-    names = next((list(p) for p in parts if p), [])
-    for name in names:
-        result[name] = np.concatenate([p[name] for p in parts if p]).astype(np.float64)
-    return result
-
-
-def cached_pooled_features(featurizer, dataset: str, ids: Sequence, numbers, positions,
-                           pooling: str = "mean", **kwargs) -> Features:
-    """Shorthand for :func:`extract_features` (kept for the first chapters' notebooks)."""
-    return extract_features(featurizer, dataset, ids, numbers, positions, pooling=pooling, **kwargs)
+    """Which rows the shards at ``paths`` (from ``features(..., load=False)``) kept, without loading features."""
+    return shard_masks(paths)

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cpd_core.composition import composition_matrix
+from cpd_core.datasets.qm9 import QM9_ELEMENTS
 from cpd_core.errors import InputError
 from cpd_core.projection import project_out
 
-ELEMENTS = (1, 6, 7, 8, 9)
+ELEMENTS = QM9_ELEMENTS  #: the planted molecules use QM9's elements
 
 
 @dataclass

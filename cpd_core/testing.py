@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cpd_core.extract import invariant_pool
+from cpd_core.pooling import invariant_pool
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -31,7 +31,7 @@ def pooled_invariants(blocks: dict[str, torch.Tensor], batch) -> dict[str, torch
     """Per-structure float64 invariants of per-atom ``blocks`` of ``batch`` (an AtomsBatch), as the engine pools them.
 
     Mean of L0 blocks; for L ≥ 1 blocks, the mean per-atom channel norm (``@atom-norm``) and
-    the norm of the mean vector (``@pooled-norm``); see :func:`cpd_core.extract.invariant_pool`.
+    the norm of the mean vector (``@pooled-norm``); see :func:`cpd_core.pooling.invariant_pool`.
     """
     blocks = {k: v.double() for k, v in blocks.items()}
     return invariant_pool(blocks, batch.batch, batch.n_structures, "mean")

@@ -5,7 +5,6 @@ import pytest
 from cpd_core import cli, extract
 from cpd_core.cli import main
 from cpd_core.datasets import qm9 as qm9_module
-from cpd_core.experiments import representation
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +34,19 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the arguments were checked")
 
     monkeypatch.setattr(qm9_module, "_all_arrays", forbidden)
-    monkeypatch.setattr(representation, "qm9_features", forbidden)
-    monkeypatch.setattr(extract, "_run", forbidden)
+    monkeypatch.setattr(extract, "run_batches", forbidden)
 
 
 @pytest.fixture
 def count_extractions(monkeypatch):
     calls = []
-    real = extract._run
+    real = extract.run_batches
 
     def counting(*args, **kwargs):
-        calls.append(len(args[1]))
+        calls.append(len(args[2]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(extract, "_run", counting)
+    monkeypatch.setattr(extract, "run_batches", counting)
     return calls
 
 

@@ -5,15 +5,10 @@ import pytest
 import torch
 
 from cpd_core import InputError
-from cpd_core.extract import (
-    cached_pooled_features,
-    check_elements,
-    extract_features,
-    invariant_pool,
-    pool_atoms,
-    pooled_features,
-)
+from cpd_core.datasets import Dataset
+from cpd_core.extract import check_elements, features, kept_rows
 from cpd_core.models.base import resolve_device
+from cpd_core.pooling import invariant_pool, pool_atoms
 
 from cpd_core.models.base import Featurizer, ModelCard
 
@@ -65,6 +60,11 @@ def tmp_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def pooled_features(model, numbers, positions, ids=None, **kwargs):
+    """The extraction of plain arrays: an anonymous data set, never cached."""
+    return features(model, Dataset.from_arrays(numbers, positions, ids=ids), **kwargs)
+
+
 def _shards(cache):
     return sorted((cache / "features").rglob("*.npz"))
 
@@ -108,7 +108,7 @@ def test_invariant_pool_rejects_other_shapes():
         invariant_pool({"x": torch.ones((2, 2, 2, 2))}, torch.tensor([0, 0]), 1)
 
 
-# --- pooled_features -----------------------------------------------------------------------
+# --- features of plain arrays -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("pooling", ["mean", "sum"])
@@ -249,12 +249,12 @@ def test_cuda_matches_cpu():
     np.testing.assert_allclose(gpu["a"], cpu["a"], rtol=1e-12)
 
 
-# --- extract_features: the sharded cache ----------------------------------------------------
+# --- features of a named data set: the sharded cache ----------------------------------------------------
 
 
 def _cached(toy, ids, numbers, positions, **kwargs):
-    return cached_pooled_features(toy, "toyset", ids, numbers, positions, device="cpu", progress=False,
-                                  **kwargs)
+    return features(toy, Dataset.from_arrays(numbers, positions, ids=ids, name="toyset"), device="cpu",
+                    progress=False, **kwargs)
 
 
 def test_cached_computes_once_per_key(tmp_cache):
@@ -352,8 +352,7 @@ def test_a_corrupt_shard_is_recomputed(tmp_cache):
 
 def test_load_false_returns_shard_paths(tmp_cache):
     numbers, positions = _molecules()
-    paths = extract_features(Toy(), "toyset", np.arange(11), numbers, positions, device="cpu",
-                             progress=False, shard_size=5, load=False)
+    paths = _cached(Toy(), np.arange(11), numbers, positions, shard_size=5, load=False)
     assert len(paths) == 3 and all(p.exists() for p in paths)
 
 
@@ -382,10 +381,32 @@ def test_skip_policy_does_not_split_the_cache(tmp_cache):
 
 
 def test_kept_rows_reads_the_masks_only(tmp_cache):
-    from cpd_core.extract import kept_rows
-
     numbers, positions = _molecules(sizes=(3, 3, 3, 3, 3))
     numbers[3] = np.array([6, 9, 1])
-    paths = extract_features(Toy(), "toyset", np.arange(5), numbers, positions, device="cpu", progress=False,
-                             shard_size=2, skip_unsupported=True, load=False)
+    paths = _cached(Toy(), np.arange(5), numbers, positions, shard_size=2, skip_unsupported=True, load=False)
     assert kept_rows(paths).tolist() == [True, True, True, False, True]
+
+
+def test_features_takes_a_dataset_only():
+    numbers, positions = _molecules(sizes=(2,))
+    with pytest.raises(InputError, match="must be a cpd_core.datasets.Dataset"):
+        features(Toy(), (numbers, positions), device="cpu", progress=False)
+
+
+def test_load_false_needs_the_cache(tmp_cache):
+    numbers, positions = _molecules(sizes=(2, 3))
+    with pytest.raises(InputError, match="load=False"):
+        pooled_features(Toy(), numbers, positions, device="cpu", progress=False, load=False)
+    with pytest.raises(InputError, match="load=False"):
+        _cached(Toy(), [0, 1], numbers, positions, load=False, cache=False)
+    assert not _shards(tmp_cache)
+
+
+def test_an_anonymous_dataset_is_not_cached(tmp_cache):
+    numbers, positions = _molecules()
+    toy = Toy()
+    first = pooled_features(toy, numbers, positions, device="cpu", progress=False)
+    calls = toy.calls
+    again = pooled_features(toy, numbers, positions, device="cpu", progress=False)
+    assert toy.calls == 2 * calls and not _shards(tmp_cache)
+    np.testing.assert_array_equal(first["a"], again["a"])

@@ -219,15 +219,14 @@ def test_loo_choices_equal_ridgecv_on_real_features(tmp_path, monkeypatch):
 
     if importlib.util.find_spec("qm9pack") is None or importlib.util.find_spec("torchani") is None:
         pytest.skip("needs qm9pack and torchani")
-    from cpd_core import composition_matrix
     from cpd_core.datasets.qm9 import load_qm9
-    from cpd_core.extract import extract_features
+    from cpd_core.extract import features
     from cpd_core.models import ANI2xAEV
 
     monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path))
     qm9 = load_qm9(n=160, seed=1)
-    H = extract_features(ANI2xAEV(), "qm9", qm9.ids, qm9.numbers, qm9.positions, device="cpu")["aev"]
-    C, y = composition_matrix(qm9.numbers), qm9.targets["gap"].to_numpy()
+    H = features(ANI2xAEV(), qm9, device="cpu", progress=False)["aev"]
+    C, y = qm9.composition(), qm9.targets["gap"].to_numpy()
     res = cpd(H, C, y, cv=4, seed=0)
     for fold in range(4):
         for key, geom in (("alpha_geom", True), ("alpha_full", False)):

@@ -1,6 +1,7 @@
-"""Datasets: structures plus targets, loaded reproducibly (``n``, ``seed``)."""
+"""Datasets: structures plus targets (:class:`Dataset`), loaded reproducibly (``n``, ``seed``)."""
 
+from cpd_core.datasets.base import Dataset
+from cpd_core.datasets.qm9 import QM9_ELEMENTS, load_qm9
 from cpd_core.datasets.qm9 import TARGETS as QM9_TARGETS
-from cpd_core.datasets.qm9 import QM9Subset, load_qm9
 
-__all__ = ["QM9Subset", "QM9_TARGETS", "load_qm9"]
+__all__ = ["Dataset", "QM9_ELEMENTS", "QM9_TARGETS", "load_qm9"]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from cpd_core.cache import cached_arrays, content_key
+from cpd_core.datasets.base import Dataset
 from cpd_core.errors import InputError
 
 HARTREE_TO_EV = 27.211386245988  # CODATA 2018
@@ -59,6 +59,8 @@ TARGETS = {
 N_MOLECULES = 130_831
 _PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 _SYMBOL_TO_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
+#: The elements of QM9 (H, C, N, O, F): what the networks trained here support.
+QM9_ELEMENTS = tuple(sorted(_SYMBOL_TO_Z.values()))
 
 
 def data_folder() -> Path:
@@ -144,45 +146,6 @@ def _all_arrays() -> dict:
                          lambda: _parse(folder))
 
 
-@dataclass
-class QM9Subset:
-    """Molecules of QM9 with their targets.
-
-    Attributes
-    ----------
-    ids : numpy.ndarray of int
-        QM9 molecule indices (1-based, as in ``dsgdb9nsd_NNNNNN.xyz``); not row positions
-        (see :func:`load_qm9`).
-    numbers : list of numpy.ndarray
-        Atomic numbers per molecule.
-    positions : list of numpy.ndarray
-        Cartesian coordinates in Å per molecule.
-    targets : pandas.DataFrame
-        One column per requested target (units in :data:`TARGETS`), indexed by ``ids``.
-    """
-
-    ids: np.ndarray
-    numbers: list
-    positions: list
-    targets: pd.DataFrame
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def select(self, rows) -> "QM9Subset":
-        """The molecules at ``rows`` (a boolean mask or integer positions), in that order."""
-        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
-        return QM9Subset(ids=self.ids[rows], numbers=[self.numbers[i] for i in rows],
-                         positions=[self.positions[i] for i in rows], targets=self.targets.iloc[rows])
-
-    @property
-    def structures(self) -> list:
-        """The molecules as :class:`ase.Atoms`."""
-        from ase import Atoms
-
-        return [Atoms(numbers=z, positions=r) for z, r in zip(self.numbers, self.positions)]
-
-
 def check_targets(names: Sequence[str]) -> list[str]:
     """``names`` as a list, or :class:`InputError` naming the unknown ones and the known."""
     names = [names] if isinstance(names, str) else list(names)
@@ -193,7 +156,7 @@ def check_targets(names: Sequence[str]) -> list[str]:
 
 
 def load_qm9(n: int | None = None, seed: int = 0, targets: Sequence[str] | None = None,
-             rows: Sequence[int] | None = None) -> QM9Subset:
+             rows: Sequence[int] | None = None) -> Dataset:
     """Load QM9, a reproducible random subset of it, or the molecules at given rows.
 
     Rows and ids: a *row* is a 0-based position in QM9 order (ascending id), the index into
@@ -217,7 +180,9 @@ def load_qm9(n: int | None = None, seed: int = 0, targets: Sequence[str] | None 
 
     Returns
     -------
-    QM9Subset
+    Dataset
+        Named ``"qm9"``; ``ids`` are QM9 molecule ids, ``targets`` one column per requested
+        target (units in :data:`TARGETS`) indexed by ``qm9_id``.
 
     Raises
     ------
@@ -260,4 +225,4 @@ def load_qm9(n: int | None = None, seed: int = 0, targets: Sequence[str] | None 
     ids = data["index"][pool]
     table = pd.DataFrame({t: data[f"target_{t}"][pool] for t in targets},
                          index=pd.Index(ids, name="qm9_id"))
-    return QM9Subset(ids=ids, numbers=numbers, positions=positions, targets=table)
+    return Dataset("qm9", ids, numbers, positions, table)

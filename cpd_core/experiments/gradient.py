@@ -17,7 +17,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from cpd_core.composition import composition_matrix
 from cpd_core.datasets.qm9 import check_targets, load_qm9
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import control_targets
@@ -170,7 +169,7 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     rows : array_like of int, optional
         QM9 row positions to draw from (e.g. a held-out test split, :func:`cpd_core.training.probe_rows`).
     targets, probes, cv, device, progress
-        As elsewhere; ``extract_kwargs`` go to :func:`cpd_core.extract.extract_features`.
+        As elsewhere; ``extract_kwargs`` go to :func:`cpd_core.extract.features`.
 
     Returns
     -------
@@ -178,7 +177,7 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     """
     from tqdm import tqdm
 
-    from cpd_core.extract import extract_features, kept_rows
+    from cpd_core.extract import check_elements, features
     from cpd_core.models import REGISTRY, load
 
     models = default_models() if models is None else list(models)
@@ -189,30 +188,28 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     qm9 = load_qm9(n=n, seed=seed, rows=rows)
     runs = [(m, s) for m in models for s in (twin_seeds if REGISTRY[m].status == "random-init" else (0,))]
 
-    def features(name, s, load_arrays):
-        featurizer = load(name, device=device, **({"seed": s} if s else {}))
-        feats = extract_features(featurizer, "qm9", qm9.ids, qm9.numbers, qm9.positions, device=device,
-                                 progress=progress, skip_unsupported=True, load=load_arrays, **extract_kwargs)
-        return featurizer, feats
-
-    # pass 1: extract (or find cached) features; keep the molecules every model supports
+    # the molecules every model supports (one model loaded at a time)
     common, n_params = np.ones(len(qm9), dtype=bool), {}
-    for name, s in tqdm(runs, desc="extracting", disable=not progress):
-        featurizer, feats = features(name, s, load_arrays=False)
+    for name in models:
+        featurizer = load(name, device="cpu")
         n_params[name] = featurizer.n_parameters
-        common &= kept_rows(feats)
+        common &= check_elements(qm9.numbers, featurizer.elements, name, skip=True)
+        del featurizer
     if not common.any():
         raise InputError(f"no molecule is supported by all of {models}")
     sub = qm9.select(common)
-    C = composition_matrix(sub.numbers)
+    C = sub.composition()
     ys = {t: sub.targets[t].to_numpy() for t in targets}
     control_ys = control_targets(sub.numbers, ys, seed=seed) if controls else {}
 
-    # pass 2: one model's features in memory at a time
+    # one model's features in memory at a time, extracted on the whole subset (the cache other chapters share)
     summaries, scans, results, routes = [], [], {}, []
-    for name, s in tqdm(runs, desc="probing", disable=not progress):
+    for name, s in tqdm(runs, desc="CPD per model", disable=not progress):
         card = REGISTRY[name]
-        _, feats = features(name, s, load_arrays=True)
+        featurizer = load(name, device=device, **({"seed": s} if s else {}))
+        feats = features(featurizer, qm9, device=device, progress=progress, skip_unsupported=True,
+                         **extract_kwargs)
+        del featurizer
         keep = common[feats.kept]  # of the rows this model kept, those every model kept
         blocks = {block: H[keep] for block, H in feats.items()}
         rows_, scan, res = _model_rows(name, s, blocks, C, {**ys, **control_ys}, probes, cv, set(control_ys),

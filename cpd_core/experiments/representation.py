@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cpd_core.composition import composition_matrix
-from cpd_core.datasets.qm9 import QM9Subset, check_targets, load_qm9
+from cpd_core.datasets import Dataset
+from cpd_core.datasets.qm9 import check_targets, load_qm9
 from cpd_core.decomposition import CPDResult, cpd
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import MASS, control_targets, molecular_mass  # noqa: F401 (re-exported)
-from cpd_core.extract import extract_features
 from cpd_core.intervals import compare
 
 #: The compositional control named by earlier versions (molecular mass, exactly linear in counts).
@@ -47,24 +46,7 @@ RIDGE_VARIANTS = {
 }
 
 
-def qm9_features(featurizer, n: int | None = 2000, seed: int = 0, device: str = "auto",
-                 pooling: str = "mean", progress: bool = False, **kwargs) -> tuple[QM9Subset, dict]:
-    """A seeded QM9 subset and its pooled features per block (cached, see :func:`~cpd_core.extract.extract_features`).
-
-    ``featurizer`` is a :class:`~cpd_core.models.base.Featurizer` or a registry name;
-    ``kwargs`` (``dtype``, ``batch_size``, ``shard_size``) go to the extraction.
-    """
-    if isinstance(featurizer, str):
-        from cpd_core.models import load
-
-        featurizer = load(featurizer, device=device)
-    qm9 = load_qm9(n=n, seed=seed)
-    feats = extract_features(featurizer, "qm9", qm9.ids, qm9.numbers, qm9.positions,
-                             pooling=pooling, device=device, progress=progress, **kwargs)
-    return qm9, feats
-
-
-def representation_results(qm9: QM9Subset, H: np.ndarray, targets: Sequence[str] = ("gap", "dipole"),
+def representation_results(qm9: Dataset, H: np.ndarray, targets: Sequence[str] = ("gap", "dipole"),
                            probes: Sequence[str] = ("ridge", "mlp", "gbt"), control: bool = True,
                            cv: int = 5, seed: int = 0, fit_projection: str = "train",
                            progress: bool = False) -> dict[tuple[str, str], CPDResult]:
@@ -84,7 +66,7 @@ def representation_results(qm9: QM9Subset, H: np.ndarray, targets: Sequence[str]
     missing = [t for t in check_targets(targets) if t not in qm9.targets]
     if missing:
         raise InputError(f"targets {missing} were not loaded; loaded: {list(qm9.targets.columns)}")
-    C = composition_matrix(qm9.numbers)
+    C = qm9.composition()
     ys = {t: qm9.targets[t].to_numpy() for t in targets}
     if control:
         ys.update(control_targets(qm9.numbers, ys, seed=seed))
@@ -131,7 +113,7 @@ def result_tables(results: Mapping, names: Sequence[str] = ("target", "probe")) 
     return pd.DataFrame(summary), pd.concat(folds, ignore_index=True)
 
 
-def representation_cpd(qm9: QM9Subset, H: np.ndarray, targets: Sequence[str] = ("gap", "dipole"),
+def representation_cpd(qm9: Dataset, H: np.ndarray, targets: Sequence[str] = ("gap", "dipole"),
                        probes: Sequence[str] = ("ridge", "mlp", "gbt"), control: bool = True,
                        cv: int = 5, seed: int = 0, fit_projection: str = "train", progress: bool = False):
     """CPD table of features ``H`` of ``qm9`` for each target and probe (controls with ``control``).
@@ -148,7 +130,7 @@ def representation_cpd(qm9: QM9Subset, H: np.ndarray, targets: Sequence[str] = (
                                                  progress))
 
 
-def ridge_variants(qm9: QM9Subset, H: np.ndarray, target: str = "gap", cv: int = 5, seed: int = 0,
+def ridge_variants(qm9: Dataset, H: np.ndarray, target: str = "gap", cv: int = 5, seed: int = 0,
                    variants: Sequence[str] | None = None) -> dict[str, CPDResult]:
     """Ridge CPD of one target under the choices that move it: standardisation, projection, penalty rule.
 
@@ -175,7 +157,7 @@ def ridge_variants(qm9: QM9Subset, H: np.ndarray, target: str = "gap", cv: int =
         raise InputError(f"unknown ridge variants {unknown}; known: {list(RIDGE_VARIANTS)}")
     if target not in qm9.targets:
         raise InputError(f"target {target!r} was not loaded; loaded: {list(qm9.targets.columns)}")
-    C = composition_matrix(qm9.numbers)
+    C = qm9.composition()
     y = qm9.targets[target].to_numpy()
     return {name: cpd(H, C, y, probe="ridge", cv=cv, seed=seed, **RIDGE_VARIANTS[name]) for name in names}
 
@@ -218,5 +200,5 @@ def variant_comparisons(results: Mapping[str, CPDResult], baseline: str = DEFAUL
 
 
 __all__ = ["CONTROL", "DEFAULT_VARIANT", "GCV_VARIANT", "RIDGE_VARIANTS", "molecular_mass", "probe_comparisons",
-           "qm9_features", "representation_cpd", "representation_results", "result_tables", "ridge_variants",
+           "representation_cpd", "representation_results", "result_tables", "ridge_variants",
            "variant_comparisons"]

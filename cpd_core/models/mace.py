@@ -47,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from cpd_core.datasets.qm9 import QM9_ELEMENTS
 from cpd_core.errors import InputError
 from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card, split_irreps
 from cpd_core.models.graph import radius_graph
@@ -334,7 +335,6 @@ def build_mace(hypers: dict, seed: int = 0, keep_last_layer_irreps: bool = False
 
 
 #: Elements of QM9.
-QM9_ELEMENTS = (1, 6, 7, 8, 9)
 
 
 class MACENet(torch.nn.Module):

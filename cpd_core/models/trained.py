@@ -41,7 +41,7 @@ import torch
 
 from cpd_core.errors import InputError
 from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card
-from cpd_core.models.mace import QM9_ELEMENTS  # H, C, N, O, F: what the trained networks support
+from cpd_core.datasets.qm9 import QM9_ELEMENTS  # H, C, N, O, F: what the trained networks support
 
 #: arch -> (module, class name, family); modules are imported only when a network is built.
 ARCHITECTURES = {

@@ -62,6 +62,7 @@ from cpd_core.models.trained import (
     build_network,
     checkpoint_dir,
 )
+from cpd_core.pooling import pool_atoms
 from cpd_core.training.data import MAX_Z, SPLIT_SIZES, Normalisation, QM9Tensors, split_indices
 
 #: Peak learning rate per architecture.
@@ -138,10 +139,7 @@ class Regressor(torch.nn.Module):
     def forward(self, numbers, positions, batch, n_structures: int) -> torch.Tensor:
         out, _ = self.net(numbers, positions, batch)
         per_atom = self.norm.scale * out.double() + self.atomref[numbers]
-        pooled = per_atom.new_zeros(n_structures).index_add_(0, batch, per_atom)
-        if self.norm.pooling == "mean":
-            pooled = pooled / torch.bincount(batch, minlength=n_structures)
-        return pooled + self.norm.offset
+        return pool_atoms(per_atom, batch, n_structures, self.norm.pooling) + self.norm.offset
 
 
 def learning_rate(progress: float, peak: float, warmup: float = 0.02, final: float = 0.01) -> float:

@@ -12,7 +12,8 @@ from ase import Atoms
 
 from cpd_core import InputError
 from cpd_core.datasets import QM9_TARGETS
-from cpd_core.datasets.qm9 import HARTREE_TO_EV, N_MOLECULES, TARGETS, QM9Subset, check_targets, load_qm9
+from cpd_core.datasets import Dataset
+from cpd_core.datasets.qm9 import HARTREE_TO_EV, N_MOLECULES, TARGETS, check_targets, load_qm9
 
 # find_spec, not import: `import qm9pack` needs the deprecated pkg_resources; the loader reads its files
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None,
@@ -29,7 +30,7 @@ def _stoichiometry(numbers):
 
 
 def test_all_of_qm9(qm9):
-    assert isinstance(qm9, QM9Subset)
+    assert isinstance(qm9, Dataset) and qm9.name == "qm9" and not qm9.periodic
     assert len(qm9) == N_MOLECULES == 130_831
     assert len(qm9.numbers) == len(qm9.positions) == len(qm9.targets) == 130_831
     assert list(qm9.targets.columns) == list(TARGETS)

@@ -6,7 +6,7 @@ import pytest
 
 from cpd_core import InputError, cpd
 from cpd_core.composition import composition_matrix
-from cpd_core.datasets.qm9 import QM9Subset
+from cpd_core.datasets import Dataset
 from cpd_core.experiments.controls import MASS, MASS_PER_ATOM
 from cpd_core.experiments.representation import (CONTROL, DEFAULT_VARIANT, GCV_VARIANT, molecular_mass,
                                                   probe_comparisons, representation_cpd, representation_results, result_tables,
@@ -17,13 +17,13 @@ from cpd_core.synthetic import planted
 
 @pytest.fixture(scope="module")
 def subset():
-    """A QM9Subset built by hand from planted molecules; features H, target 'gap' = planted y."""
+    """A QM9 data set built by hand from planted molecules; features H, target 'gap' = planted y."""
     d = planted(n=150, comp_share=0.3, geom_share=0.5, seed=0)
     ids = np.arange(1, 151)
     targets = pd.DataFrame({"gap": d.y, "dipole": np.random.default_rng(1).normal(size=150)},
                            index=pd.Index(ids, name="qm9_id"))
     positions = [np.zeros((len(z), 3)) for z in d.numbers]
-    return QM9Subset(ids=ids, numbers=d.numbers, positions=positions, targets=targets), d.H
+    return Dataset("qm9", ids, d.numbers, positions, targets), d.H
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from ase.build import molecule
 from cpd_core import InputError
 from cpd_core.cache import content_key
 from cpd_core.composition import symbol
-from cpd_core.extract import pooled_features
+from cpd_core.datasets import Dataset
+from cpd_core.extract import features
 from cpd_core.models import REGISTRY, load
 from cpd_core.models import ani as ani_module
 from cpd_core.models.ani import ANI2X_ELEMENTS, ANI2x, ANI2xAEV
@@ -45,7 +46,9 @@ def mols():
 
 
 def _pooled(featurizer, numbers, positions, dtype=torch.float64, **kw):
-    return pooled_features(featurizer, numbers, positions, device="cpu", dtype=dtype, progress=False, **kw)
+    ids = kw.pop("ids", None)
+    return features(featurizer, Dataset.from_arrays(numbers, positions, ids=ids), device="cpu", dtype=dtype,
+                    progress=False, **kw)
 
 
 def test_registry_and_load():

@@ -6,7 +6,8 @@ import pytest
 import torch
 from ase.build import molecule
 
-from cpd_core.extract import pooled_features
+from cpd_core.datasets import Dataset
+from cpd_core.extract import features
 from cpd_core.models import REGISTRY, STATUSES, WeightsNotFoundError, load, model_table
 from cpd_core.testing import random_rotation
 
@@ -35,7 +36,7 @@ def test_every_card_is_complete():
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_pooled_features_are_invariant_and_see_geometry(name, mols):
+def test_features_are_invariant_and_see_geometry(name, mols):
     try:
         featurizer = load(name, device="cpu")
     except WeightsNotFoundError as err:
@@ -44,7 +45,7 @@ def test_pooled_features_are_invariant_and_see_geometry(name, mols):
     rng = np.random.default_rng(0)
 
     def pooled(z, r):
-        return pooled_features(featurizer, z, r, device="cpu", dtype=torch.float64, progress=False)
+        return features(featurizer, Dataset.from_arrays(z, r), device="cpu", dtype=torch.float64, progress=False)
 
     ref = pooled(numbers, positions)
     assert ref and all(np.isfinite(v).all() for v in ref.values())
@@ -76,7 +77,7 @@ def test_random_init_twins_take_a_seed(name, mols):
     assert one.card.name == name and one.card.status == "random-init"
 
     def pooled(f):
-        return pooled_features(f, *mols, device="cpu", dtype=torch.float64, progress=False)
+        return features(f, Dataset.from_arrays(*mols), device="cpu", dtype=torch.float64, progress=False)
 
     ref, same, other = pooled(default), pooled(zero), pooled(one)
     for block, x in ref.items():
