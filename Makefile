@@ -1,9 +1,10 @@
 # Build the book and run the tests. On a fresh machine with Python 3.11 these are all you need:
 #   make book    execute notebooks/*.py, build the HTML book offline (warnings are errors)
 #   make test    unit tests and doctests, then re-run the reference notebooks with nbval
-# Full-scale parameters for every notebook (papermill -p/-y options):
-#   make book NB_PARAMS="-p n_molecules 130831 -p device cuda"
-# Also: make venv | check-math | refresh-references | store-references | clean
+# At another scale, with explicit parameters, or from a published edition:
+#   make book SCALE=full | make book NB_PARAMS="-p n_molecules 10000" | make book EDITION=NAME
+#   make edition NAME=... [SCALE=...] [NB_PARAMS=...]   execute every chapter into editions/NAME/
+# Also: make venv | check-math | check-edition NAME=... | refresh-references | store-references | clean
 
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
@@ -16,8 +17,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 VENV_DONE := $(VENV)/.installed
 
+# SCALE: the notebooks' named scale (cpd_core/experiments/scales.py: book, the default, or full);
+# NB_PARAMS: explicit papermill parameters on top; EDITION: render editions/EDITION/ instead of executing.
+SCALE ?=
 NB_PARAMS ?=
-export NB_PARAMS
+EDITION ?=
+RUN_PARAMS := $(strip $(if $(SCALE),-p scale $(SCALE)) $(NB_PARAMS))
+export RUN_PARAMS
 # Kernels look for the venv's kernelspec before ~/.local's. Notebooks draw with the inline
 # backend: under MPLBACKEND=Agg a kernel would drop every figure from the outputs.
 export JUPYTER_PREFER_ENV_PATH := 1
@@ -39,11 +45,12 @@ EXECUTED := $(NAMES:%=build/notebooks/%.ipynb)
 LIB_FILES := $(shell find cpd_core -type f ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort)
 BOOK_FILES := _config.yml _toc.yml $(wildcard book/*)
 
-.PHONY: help venv notebooks book mathjax check-math test refresh-references store-references clean FORCE
+.PHONY: help venv notebooks book mathjax check-math edition check-edition test refresh-references store-references \
+  clean FORCE
 .SECONDARY: $(CONVERTED)
 
 help:
-	@sed -n '1,6s/^# \{0,1\}//p' Makefile
+	@sed -n '1,8s/^# \{0,1\}//p' Makefile
 
 # --- virtual environment: pip runs again only when requirements.txt or pyproject.toml change
 venv: $(VENV_DONE)
@@ -56,28 +63,56 @@ $(VENV_DONE): requirements.txt pyproject.toml
 	touch $@
 
 # --- notebooks: .py (jupytext) -> build/jupytext/NAME.ipynb -> papermill -> build/notebooks/NAME.ipynb
-# NB_PARAMS and the list of files in cpd_core/, rewritten only when they change: a new
-# parameter, or a file added to or removed from the library, re-executes the notebooks.
+# The parameters and the edition, rewritten only when they change: other parameters or another edition
+# re-execute (or re-copy) every notebook.
 build/notebook-inputs.txt: FORCE
 	@mkdir -p $(@D)
-	@printf '%s\n' "NB_PARAMS=$$NB_PARAMS" $(LIB_FILES) > $@.new
+	@printf '%s\n' "RUN_PARAMS=$$RUN_PARAMS" "EDITION=$(EDITION)" > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+# Per-chapter dependencies: each notebook depends on the cpd_core files it imports, directly or not
+# (scripts/notebook_deps.py), so a change to one module re-executes only the chapters that use it.
+build/deps.mk: $(SOURCES) $(filter %.py,$(LIB_FILES)) scripts/notebook_deps.py
+	@mkdir -p $(@D)
+	@$(PYTHON) scripts/notebook_deps.py $(SOURCES) > $@
+-include build/deps.mk
 
 build/jupytext/%.ipynb: notebooks/%.py | $(VENV_DONE)
 	@mkdir -p $(@D)
 	$(BIN)/jupytext --quiet --to ipynb --set-kernel python3 --output $@ $<
 
+ifeq ($(EDITION),)
 # Runs with the repository root as working directory; a failed run keeps NAME.partial.ipynb.
 build/notebooks/%.ipynb: PARTIAL = $(@:.ipynb=.partial.ipynb)
-build/notebooks/%.ipynb: build/jupytext/%.ipynb $(LIB_FILES) build/notebook-inputs.txt requirements.txt | $(VENV_DONE)
+build/notebooks/%.ipynb: build/jupytext/%.ipynb build/notebook-inputs.txt requirements.txt | $(VENV_DONE)
 	@mkdir -p $(@D)
-	@echo "papermill $< -> $@ $(NB_PARAMS)"
-	@MPLBACKEND=$(INLINE) $(BIN)/papermill --cwd "$(CURDIR)" --log-output --no-progress-bar \
-	    $< $(PARTIAL) $(NB_PARAMS) \
-	  || { echo "error: notebook $* failed (traceback above); partly executed: $(PARTIAL)" >&2; exit 1; }
+	@echo "papermill $< -> $@ $(RUN_PARAMS)"
+	@start=$$(date +%s); MPLBACKEND=$(INLINE) $(BIN)/papermill --cwd "$(CURDIR)" --log-output --no-progress-bar \
+	    $< $(PARTIAL) $(RUN_PARAMS) \
+	  || { echo "error: notebook $* failed (traceback above); partly executed: $(PARTIAL)" >&2; exit 1; }; \
+	  echo "$*: $$(( $$(date +%s) - start )) s" | tee -a build/notebook-times.txt
 	@mv $(PARTIAL) $@
+else
+# An edition's executed chapters, rendered as they are (nothing recomputed).
+build/notebooks/%.ipynb: editions/$(EDITION)/%.ipynb build/notebook-inputs.txt
+	@mkdir -p $(@D)
+	cp $< $@
+endif
 
 notebooks: $(EXECUTED)
+
+# --- editions: every chapter executed at a scale into editions/NAME/ with a manifest (cpd_core/editions.py)
+edition: $(CONVERTED) | $(VENV_DONE)
+	@test -n "$(NAME)" || { echo "usage: make edition NAME=... [SCALE=book|full] [NB_PARAMS='-p KEY VALUE ...']" >&2; exit 2; }
+	MPLBACKEND=$(INLINE) $(BIN)/python -m cpd_core.editions make "$(NAME)" --scale $(or $(SCALE),book) \
+	  $(subst -p ,--param ,$(NB_PARAMS)) --chapters $(CONVERTED)
+
+check-edition: | $(VENV_DONE)
+	$(BIN)/python -m cpd_core.editions check "$(NAME)"
+
+# The front page's table of what each chapter shows (this build's scale, or an edition's provenance).
+build/provenance.md: $(EXECUTED) | $(VENV_DONE)
+	$(BIN)/python -m cpd_core.editions provenance build/notebooks --edition "$(EDITION)" > $@
 
 # --- MathJax, served by the book itself (_static/mathjax) instead of a CDN, so that equations render
 # offline. The npm registry's package at a pinned version and checksum, unpacked into build/static/mathjax
@@ -116,7 +151,7 @@ book: _build/html/.built
 
 # A full rebuild (--all) whenever an input changed: an incremental Sphinx build does not
 # repeat the warnings of pages it does not re-read, and warnings are errors here.
-_build/html/.built: $(EXECUTED) $(BOOK_FILES) $(MATHJAX_DONE) | $(VENV_DONE)
+_build/html/.built: $(EXECUTED) build/provenance.md $(BOOK_FILES) $(MATHJAX_DONE) | $(VENV_DONE)
 	@mkdir -p build
 	@rm -f $@
 	@echo "jupyter-book build . --all -W -n --keep-going (log: build/jupyter-book.log)"
@@ -154,12 +189,12 @@ export STRIP_NOTEBOOKS
 
 refresh-references: | $(VENV_DONE)
 	rm -f $(EXECUTED)
-	$(MAKE) --no-print-directory store-references NB_PARAMS=
+	$(MAKE) --no-print-directory store-references NB_PARAMS= SCALE= EDITION=
 
 # Stores the executions `make book` already made (at default parameters) as the references.
 store-references: notebooks
-	@grep -qx 'NB_PARAMS=' build/notebook-inputs.txt \
-	  || { echo "error: build/notebooks ran with NB_PARAMS; use make refresh-references" >&2; exit 1; }
+	@grep -qx 'RUN_PARAMS=' build/notebook-inputs.txt && grep -qx 'EDITION=' build/notebook-inputs.txt \
+	  || { echo "error: build/notebooks ran with SCALE/NB_PARAMS or from an edition; use make refresh-references" >&2; exit 1; }
 	mkdir -p tests/notebooks
 	rm -f tests/notebooks/*.ipynb
 	$(BIN)/python -c "$$STRIP_NOTEBOOKS" $(EXECUTED)

@@ -1,0 +1,75 @@
+"""The scale ladder: each chapter's size parameters at the named scales.
+
+Every chapter notebook takes one ``scale`` parameter besides its explicit ones:
+
+``book``
+    What ``make book`` runs on a 2-core CPU in minutes, and what the nbval references store.
+``full``
+    The paper's scale: all of QM9 (all 130,831 molecules; for networks trained here, all of
+    their held-out test split), meant for a GPU (``make book SCALE=full``).
+
+An explicit parameter overrides the scale (``papermill -p n_molecules 10000``, or
+``make book NB_PARAMS="-p n_molecules 10000"``): a value of ``None`` in a notebook's
+parameters cell means "the scale's value". In these tables ``ALL`` stands for every molecule
+(``n=None`` in :func:`cpd_core.datasets.load_qm9`).
+"""
+
+from __future__ import annotations
+
+from cpd_core.errors import InputError
+
+#: Every molecule of the data set (all of QM9, or every held-out molecule).
+ALL = "all"
+
+SCALE_NAMES = ("book", "full")
+
+#: chapter -> scale -> parameter -> value
+SCALES: dict[str, dict[str, dict]] = {
+    "method_known_answer": {
+        "book": {"n_molecules": 2000, "coverage_n": [500, 2000], "coverage_seeds": 200},
+        "full": {"n_molecules": 130_831, "coverage_n": [500, 2000, 10_000], "coverage_seeds": 1000},
+    },
+    "ani2x_aev": {
+        "book": {"n_molecules": 2000},
+        "full": {"n_molecules": ALL},
+    },
+    "model_gradient": {
+        "book": {"n_molecules": 500},
+        "full": {"n_molecules": ALL},
+    },
+    "task_alignment": {
+        "book": {"n_molecules": 500},
+        "full": {"n_molecules": ALL},
+    },
+}
+
+
+def at_scale(chapter: str, scale: str, **given):
+    """The values of ``given``'s parameters for ``chapter`` at ``scale``; a given value other than ``None`` wins.
+
+    Returns the value itself for one parameter, else a tuple in the order given. ``ALL``
+    becomes ``None`` (every molecule, as :func:`~cpd_core.datasets.load_qm9` reads ``n``).
+
+    Examples
+    --------
+    >>> at_scale("model_gradient", "book", n_molecules=None)
+    500
+    >>> at_scale("model_gradient", "full", n_molecules=None) is None
+    True
+    >>> at_scale("model_gradient", "full", n_molecules=2000)
+    2000
+    >>> at_scale("method_known_answer", "book", n_molecules=None, coverage_seeds=None)
+    (2000, 200)
+    """
+    if chapter not in SCALES:
+        raise InputError(f"unknown chapter {chapter!r}; chapters: {sorted(SCALES)}")
+    if scale not in SCALE_NAMES:
+        raise InputError(f"unknown scale {scale!r} for {chapter}; choose one of {list(SCALE_NAMES)} "
+                         f"(or set the parameters explicitly)")
+    table = SCALES[chapter][scale]
+    unknown = [k for k in given if k not in table]
+    if unknown:
+        raise InputError(f"{chapter} has no scale-dependent parameter(s) {unknown}; it has {sorted(table)}")
+    values = [table[k] if v is None else v for k, v in given.items()]
+    values = [None if v == ALL else v for v in values]
+    return values[0] if len(values) == 1 else tuple(values)
