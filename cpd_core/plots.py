@@ -283,3 +283,36 @@ def training_curves(histories: pd.DataFrame) -> plt.Figure:
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def evolution_plot(run, target: str = "gap") -> plt.Figure:
+    """Along training: R²_geom of ``target`` for the gap- and U0-trained runs (left), and their paired difference (right).
+
+    ``run`` is a :class:`~cpd_core.experiments.alignment.EvolutionRun`. Left: nested ridge R²_geom
+    against training minutes, solid for the gap-trained run, dashed for the U0-trained one, from the
+    random-init twin (0 min); right: gap − U0 at each snapshot (equal fractions of the budget).
+    Error bars are 95 % intervals.
+    """
+    points, contrasts = run.points, run.contrasts
+    archs = list(dict.fromkeys(points["arch"]))
+    palette = dict(zip(archs, sns.color_palette("colorblind")))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.4, 3.9))
+    for arch in archs:
+        for trained_on, style in (("gap", "-"), ("U0", "--")):
+            grp = points[(points["arch"] == arch) & (points["trained on"] == trained_on)].sort_values("snapshot")
+            left.errorbar(grp["minutes"], grp["r2_geom"], yerr=_yerr(grp["r2_geom"], grp["r2_geom_lo"], grp["r2_geom_hi"]),
+                          ls=style, marker="o", ms=3, capsize=2, color=palette[arch],
+                          label=f"{arch}, trained on {trained_on}")
+        grp = contrasts[contrasts["arch"] == arch]
+        right.errorbar(grp["fraction of budget"], grp["gap − U0"], yerr=_yerr(grp["gap − U0"], grp["lo"], grp["hi"]),
+                       marker="o", ms=4, capsize=3, color=palette[arch], label=arch)
+    left.set(xlabel="training time (min)", ylabel=f"R²_geom ({target}, ridge, nested)",
+             title=f"{target} after composition removal, n = {run.n} held out")
+    left.legend(frameon=False, fontsize=7)
+    right.axhline(0, color="0.5", lw=0.8)
+    right.set(xlabel="fraction of the training budget", ylabel="gap-trained − U0-trained R²_geom",
+              title="task-alignment contrast (paired, 95 % CI)", xlim=(0, 1.05))
+    right.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -16,6 +16,7 @@ does the work); every contrast is a paired difference with its 95 % interval.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -173,6 +174,114 @@ def alignment_contrasts(run, probe: str = "ridge") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@dataclass
+class EvolutionRun:
+    """The gap-trained vs U0-trained contrast along training (:func:`training_evolution`).
+
+    Attributes
+    ----------
+    points : pandas.DataFrame
+        One row per (arch, trained on, snapshot): ``snapshot`` (1 … K; 0 is the random-init
+        twin, the common start), ``step``, ``epochs``, ``minutes``, ``val MAE (meV)`` of that run
+        on its own target, the nested ``block`` chosen most often, ``r2_geom`` with ``r2_geom_lo``
+        and ``r2_geom_hi`` (95 %).
+    contrasts : pandas.DataFrame
+        One row per (arch, snapshot): gap-trained minus U0-trained R²_geom at the same fraction of
+        the training budget, with its paired 95 % interval and whether it excludes zero.
+    n : int
+        Held-out molecules probed.
+    """
+
+    points: pd.DataFrame
+    contrasts: pd.DataFrame
+    n: int
+    results: dict = field(repr=False, default_factory=dict)
+
+
+def evolution_archs(root=None) -> list[str]:
+    """Architectures whose gap and U0 runs both kept snapshots, the same number of them."""
+    from cpd_core.models.trained import snapshot_paths
+
+    out = []
+    for arch in trained_archs(root):
+        counts = [len(snapshot_paths(arch, t, root)) for t in TRAINED_TARGETS]
+        if counts[0] and len(set(counts)) == 1:
+            out.append(arch)
+    return out
+
+
+def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, seed: int = 0, target: str = "gap",
+                       cv: int = 5, device: str = "auto", progress: bool = False, root=None) -> EvolutionRun:
+    """Nested ridge R²_geom of ``target`` at every snapshot of the gap- and U0-trained runs of each architecture.
+
+    The snapshots of ``cpd train --snapshots K`` sit at 1/K, 2/K, … of each run's budget, so
+    snapshot ``i`` of the gap run and snapshot ``i`` of the U0 run have trained equally long; the
+    random-init twin (seed 0) is the common starting point (snapshot 0). Every snapshot is probed
+    on the same held-out molecules and folds as the others (:func:`cpd_core.training.probe_rows`;
+    the block chosen on inner folds, :func:`cpd_core.best_block`), so the gap − U0 difference at
+    each snapshot is a paired contrast with its 95 % interval (:func:`cpd_core.compare`).
+
+    Parameters
+    ----------
+    archs : sequence of str, optional
+        Default: :func:`evolution_archs` (those with snapshots of both runs).
+    n, seed : int
+        Held-out molecules (a seeded subset of the test split; ``None``: all 10,831).
+    target : str
+        The probed QM9 target.
+    """
+    from tqdm import tqdm
+
+    from cpd_core.datasets import load_qm9
+    from cpd_core.extract import features
+    from cpd_core.intervals import compare
+    from cpd_core.models import load
+    from cpd_core.models.trained import load_snapshot
+    from cpd_core.selection import best_block
+    from cpd_core.training import assert_held_out, probe_rows
+
+    archs = evolution_archs(root) if archs is None else list(archs)
+    if not archs:
+        raise InputError("no architecture has snapshots of both its gap and U0 runs; train with "
+                         "`scripts/train_qm9.sh cpu-evolution` (or `cpd train ... --snapshots K`)")
+    rows = probe_rows(n=n, seed=seed)
+    assert_held_out(rows)
+    dataset = load_qm9(rows=rows, targets=[target])
+    C, y = dataset.composition(), dataset.targets[target].to_numpy()
+
+    def probe(featurizer):
+        feats = features(featurizer, dataset, device=device, progress=False)
+        return best_block(dict(feats), C, y, cv=cv, seed=seed)
+
+    points, results = [], {}
+    jobs = [(arch, t, i, step) for arch in archs for t in TRAINED_TARGETS
+            for i, step in enumerate([None] + [s["step"] for s in sorted(read_manifest(arch, t, root)["snapshots"],
+                                                                           key=lambda s: s["step"])])]
+    start = {}
+    for arch, t, i, step in tqdm(jobs, desc="snapshots", disable=not progress):
+        if step is None:  # the random-init twin: the same start for both runs, probed once
+            if arch not in start:
+                start[arch] = probe(load(f"{arch}-qm9-random", device=device))
+            choice, info = start[arch], {"step": 0, "epochs": 0.0, "minutes": 0.0, "val MAE (meV)": np.nan}
+        else:
+            snap = next(s for s in read_manifest(arch, t, root)["snapshots"] if s["step"] == step)
+            choice = probe(load_snapshot(arch, t, step, root=root, device=device))
+            info = {"step": step, "epochs": snap.get("epochs", snap["epoch"]), "minutes": snap["minutes"],
+                    "val MAE (meV)": snap["val_mae_meV"]}
+        results[(arch, t, i)] = choice.result
+        lo, hi = choice.result.ci["r2_geom"]
+        points.append({"arch": arch, "trained on": t, "snapshot": i, **info, "block": choice.block,
+                       "r2_geom": choice.r2_geom, "r2_geom_lo": lo, "r2_geom_hi": hi})
+    contrasts = []
+    for arch in archs:
+        k = max(i for (a, _, i) in results if a == arch)
+        for i in range(1, k + 1):
+            c = compare(results[(arch, "gap", i)], results[(arch, "U0", i)])
+            contrasts.append({"arch": arch, "snapshot": i, "fraction of budget": i / k, "gap − U0": c.diff,
+                              "lo": c.lo, "hi": c.hi, "resolved": c.resolved})
+    return EvolutionRun(pd.DataFrame(points), pd.DataFrame(contrasts), len(dataset), results)
+
+
 def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper's task-alignment numbers (ridge R²_geom, gap) next to ours for the same architecture."""
     from cpd_core.paper import paper_value
@@ -188,5 +297,6 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_contrasts", "alignment_models", "alignment_table", "mae_table",
-           "paper_comparison", "task_alignment", "trained_archs", "training_histories"]
+__all__ = ["EvolutionRun", "PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_contrasts", "alignment_models",
+           "alignment_table", "evolution_archs", "mae_table", "paper_comparison", "task_alignment", "trained_archs",
+           "training_evolution", "training_histories"]

@@ -77,3 +77,55 @@ def test_mae_table_reads_manifests(tmp_path):
     table = mae_table(root=tmp_path).set_index("target")
     assert table.loc["gap", "ratio"] == pytest.approx(126.0 / PUBLISHED_MAE_MEV[("schnet", "gap")][0])
     assert table.loc["U0", "n_train"] == 1000
+
+
+def _snapshot_run(root, arch, target, seeds, hparams):
+    """A run folder with one snapshot per seed (random weights standing in for training progress)."""
+    from cpd_core.models.trained import build_network
+
+    nets = [build_network(arch, seed=s, **hparams) for s in seeds]
+    snaps = [{"file": f"snapshots/step{100 * (i + 1):07d}.pt", "step": 100 * (i + 1), "epoch": i + 1,
+              "epochs": float(i + 1), "minutes": float(i + 1), "val_mae_meV": 50.0 - i} for i in range(len(nets))]
+    manifest = {"arch": arch, "target": target, "hparams": nets[-1].hparams, "snapshots": snaps,
+                "normalisation": {"pooling": "mean", "scale": 1.0, "offset": 0.0, "atomref": [0.0] * 10}}
+    save(nets[-1], manifest, root / "qm9" / f"{arch}-{target}",
+         snapshots={s["file"]: net.state_dict() for s, net in zip(snaps, nets)})
+
+
+def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatch):
+    """Every snapshot probed on the same held-out molecules; snapshot i of gap vs of U0 is one paired contrast."""
+    import importlib.util
+
+    if importlib.util.find_spec("qm9pack") is None:
+        pytest.skip("needs qm9pack")
+    from cpd_core.experiments.alignment import evolution_archs, training_evolution
+
+    monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
+    hparams = {"hidden": 8, "num_layers": 2, "num_rbf": 6}
+    _snapshot_run(tmp_path, "painn", "gap", (1, 2), hparams)
+    _snapshot_run(tmp_path, "painn", "U0", (3, 4), hparams)
+    assert evolution_archs(tmp_path) == ["painn"]
+    run = training_evolution(n=50, cv=3, device="cpu", root=tmp_path)
+    points = run.points.set_index(["trained on", "snapshot"])
+    assert run.n == 50 and len(points) == 6  # random start + 2 snapshots, for each run
+    assert points.loc[("gap", 0), "r2_geom"] == points.loc[("U0", 0), "r2_geom"]  # one common start
+    assert points.loc[("gap", 2), "step"] == 200 and points.loc[("U0", 1), "val MAE (meV)"] == 50.0
+    assert (points["r2_geom_lo"] <= points["r2_geom"]).all() and (points["r2_geom"] <= points["r2_geom_hi"]).all()
+    contrasts = run.contrasts.set_index("snapshot")
+    assert list(contrasts.index) == [1, 2] and contrasts.loc[2, "fraction of budget"] == 1.0
+    for i in (1, 2):
+        assert contrasts.loc[i, "gap − U0"] == pytest.approx(points.loc[("gap", i), "r2_geom"]
+                                                             - points.loc[("U0", i), "r2_geom"])
+        assert contrasts.loc[i, "lo"] <= contrasts.loc[i, "gap − U0"] <= contrasts.loc[i, "hi"]
+    from cpd_core.plots import evolution_plot
+
+    left, right = evolution_plot(run).axes
+    assert len(left.containers) == 2 and len(right.containers) == 1  # error bars: two runs; one contrast
+
+
+def test_training_evolution_without_snapshots_says_how_to_get_them(tmp_path):
+    from cpd_core.experiments.alignment import training_evolution
+
+    with pytest.raises(InputError, match="cpu-evolution"):
+        training_evolution(root=tmp_path)
