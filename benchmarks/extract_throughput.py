@@ -113,7 +113,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
-    from cpd_core.experiments.gradient import default_models
+    from cpd_core.experiments.model_gradient import default_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="QM9 molecules for the throughput table")

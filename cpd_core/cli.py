@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             import pandas as pd
 
             from cpd_core.datasets.qm9 import check_targets
-            from cpd_core.experiments.representation import representation_cpd
+            from cpd_core.experiments.ani2x_aev import representation_cpd
 
             check_targets(args.target)
             qm9, feats = _features(args)

@@ -223,7 +223,7 @@ def alignment_plot(table: pd.DataFrame, paper: dict | None = None, floor: float 
                    lo: pd.DataFrame | None = None, hi: pd.DataFrame | None = None) -> plt.Figure:
     """R²_geom per architecture and target for the gap-trained, U0-trained and random-init twins.
 
-    ``table`` is :func:`cpd_core.experiments.alignment.alignment_table`; ``lo``/``hi`` the same
+    ``table`` is :func:`cpd_core.experiments.task_alignment.alignment_table`; ``lo``/``hi`` the same
     table of the interval bounds (``score="r2_geom_lo"``/``"r2_geom_hi"``), drawn as error bars;
     ``paper`` maps ``(arch, supervision)`` to the paper's value for the gap, drawn as black
     diamonds. Bars stop at ``floor`` (their value is printed when they go below it).
@@ -288,7 +288,7 @@ def training_curves(histories: pd.DataFrame) -> plt.Figure:
 def evolution_plot(run, target: str = "gap") -> plt.Figure:
     """Along training: R²_geom of ``target`` for the gap- and U0-trained runs (left), and their paired difference (right).
 
-    ``run`` is a :class:`~cpd_core.experiments.alignment.EvolutionRun`. Left: nested ridge R²_geom
+    ``run`` is a :class:`~cpd_core.experiments.task_alignment.EvolutionRun`. Left: nested ridge R²_geom
     against training minutes, solid for the gap-trained run, dashed for the U0-trained one, from the
     random-init twin (0 min); right: gap − U0 at each snapshot (equal fractions of the budget).
     Error bars are 95 % intervals.

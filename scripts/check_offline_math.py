@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check that the built book typesets its equations with no network.
 
-    python scripts/check_offline_math.py [_build/html] [--page book/method.html ...]
+    python scripts/check_offline_math.py [_build/html] [--page book/method_known_answer.html ...]
                                          [--screenshot /tmp/math.png]
 
 Two checks, and a non-zero exit with the reason if either fails:

@@ -28,7 +28,7 @@ def default_models() -> list[str]:
     """Registered models whose weights can be had offline and that carry no caveat, in registry order.
 
     The networks trained here on QM9 (:mod:`cpd_core.models.trained`) and their twins have a
-    chapter of their own (:mod:`cpd_core.experiments.alignment`) and are left out.
+    chapter of their own (:mod:`cpd_core.experiments.task_alignment`) and are left out.
     """
     from cpd_core.models import REGISTRY
     from cpd_core.models.trained import REGISTRY_CARDS as trained_here

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cpd_core.experiments.known_answer import (compositional_inflation, interval_coverage, planted_recovery,
+from cpd_core.experiments.method_known_answer import (compositional_inflation, interval_coverage, planted_recovery,
                                                wilson_interval)
 from cpd_core.plots import fold_strip, recovery_plot
 

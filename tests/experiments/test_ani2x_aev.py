@@ -8,7 +8,7 @@ from cpd_core import InputError, cpd
 from cpd_core.composition import composition_matrix
 from cpd_core.datasets import Dataset
 from cpd_core.experiments.controls import MASS, MASS_PER_ATOM
-from cpd_core.experiments.representation import (CONTROL, DEFAULT_VARIANT, GCV_VARIANT, molecular_mass,
+from cpd_core.experiments.ani2x_aev import (CONTROL, DEFAULT_VARIANT, GCV_VARIANT, molecular_mass,
                                                   probe_comparisons, representation_cpd, representation_results, result_tables,
                                                   ridge_variants, variant_comparisons)
 from cpd_core.plots import cpd_bars, fold_strip

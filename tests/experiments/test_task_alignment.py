@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpd_core.experiments.alignment import (
+from cpd_core.experiments.task_alignment import (
     PUBLISHED_MAE_MEV,
     alignment_models,
     alignment_table,
@@ -37,7 +37,7 @@ def test_alignment_table_compares_supervisions():
 def test_task_alignment_probes_only_held_out_molecules_and_pairs_contrasts(monkeypatch, tmp_path):
     """Every probed molecule is in the test split; contrasts are paired differences with intervals."""
     from cpd_core.datasets.qm9 import load_qm9
-    from cpd_core.experiments.alignment import alignment_contrasts, task_alignment
+    from cpd_core.experiments.task_alignment import alignment_contrasts, task_alignment
     from cpd_core.training import split_indices
 
     monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
@@ -98,7 +98,7 @@ def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatc
 
     if importlib.util.find_spec("qm9pack") is None:
         pytest.skip("needs qm9pack")
-    from cpd_core.experiments.alignment import evolution_archs, training_evolution
+    from cpd_core.experiments.task_alignment import evolution_archs, training_evolution
 
     monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
     monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
@@ -125,7 +125,7 @@ def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatc
 
 
 def test_training_evolution_without_snapshots_says_how_to_get_them(tmp_path):
-    from cpd_core.experiments.alignment import training_evolution
+    from cpd_core.experiments.task_alignment import training_evolution
 
     with pytest.raises(InputError, match="cpu-evolution"):
         training_evolution(root=tmp_path)

@@ -9,7 +9,7 @@ gap, trained on U0 (the energy), and its random-init twin — under one training
 
 The networks are probed only on molecules of their held-out test split. For each network the
 most informative block per target is chosen on inner folds (nested, as in
-:mod:`cpd_core.experiments.gradient`, whose :func:`~cpd_core.experiments.gradient.model_gradient`
+:mod:`cpd_core.experiments.model_gradient`, whose :func:`~cpd_core.experiments.model_gradient.model_gradient`
 does the work); every contrast is a paired difference with its 95 % interval.
 """
 
@@ -107,11 +107,11 @@ def task_alignment(archs: Sequence[str] | None = None, n: int | None = 500, seed
 
     The molecules are a seeded subset of ``n`` of the 10,831 QM9 molecules in the test part of the
     split the networks were trained under (:func:`cpd_core.training.probe_rows`): none was seen in
-    training or early stopping (asserted). Returns :func:`~cpd_core.experiments.gradient.model_gradient`'s
-    :class:`~cpd_core.experiments.gradient.GradientRun` with two columns added to ``summary``:
+    training or early stopping (asserted). Returns :func:`~cpd_core.experiments.model_gradient.model_gradient`'s
+    :class:`~cpd_core.experiments.model_gradient.GradientRun` with two columns added to ``summary``:
     ``arch`` and ``supervision``.
     """
-    from cpd_core.experiments.gradient import model_gradient
+    from cpd_core.experiments.model_gradient import model_gradient
     from cpd_core.training import assert_held_out, probe_rows
 
     models = alignment_models(archs)

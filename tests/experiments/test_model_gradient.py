@@ -6,7 +6,7 @@ import pytest
 
 from cpd_core.datasets import qm9 as qm9_module
 from cpd_core.errors import InputError
-from cpd_core.experiments.gradient import (
+from cpd_core.experiments.model_gradient import (
     best_blocks,
     default_models,
     family_order,
