@@ -309,5 +309,96 @@ def twin_gaps(run: GradientRun, probe: str = "ridge") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["GradientRun", "KINDS", "best_blocks", "block_kind", "controls_table", "default_models",
+#: The paper's models beside ours: (paper model, paper probe, our model, what ours is).
+PAPER_PAIRS = (("MACE", "ridge", "so3lr", "so3lr (stand-in for MACE-OFF)"),
+               ("MACE-MP-0", "ridge", "sevennet-0", "sevennet-0 (stand-in for MACE-MP-0)"),
+               ("ANI-2x", "ridge", "ani2x", "ani2x (hidden layers, real weights)"),
+               ("ANI-2x", "mlp", "ani2x", "ani2x, MLP probe"))
+
+
+def _ours(summary: pd.DataFrame, model: str, probe: str = "ridge") -> float:
+    """Our R²_geom for the gap (NaN where that model or probe was not run)."""
+    try:
+        return pick(summary, model, "gap", probe)
+    except KeyError:
+        return float("nan")
+
+
+def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
+    """The paper's R²_geom (gap) for its models next to ours for the model standing in for each (NaN: not run)."""
+    from cpd_core.paper import paper_value
+
+    return pd.DataFrame([{"paper model": name + (f" ({probe.upper()})" if probe != "ridge" else ""),
+                          "paper R²_geom (gap)": paper_value("r2_geom", name, "gap", probe),
+                          "our model": label, "ours": _ours(summary, model, probe)}
+                         for name, probe, model, label in PAPER_PAIRS])
+
+
+def _interval(row, key: str = "r2_geom") -> str:
+    return f"{row[key]:.3f} [{row[key + '_lo']:.3f}, {row[key + '_hi']:.3f}]"
+
+
+def gradient_facts(run: GradientRun, n_seeds: int) -> dict:
+    """The numbers the models chapter's prose quotes, from its :func:`model_gradient` run.
+
+    Returns
+    -------
+    dict of str to str or int
+        Counts are ints, scores formatted strings with their 95 % intervals where the prose gives
+        them; ``best_vs_worst`` and ``mpa_read`` are sentences built from paired intervals.
+    """
+    from cpd_core.intervals import compare
+
+    summary = run.summary
+    main = _main(summary)
+    ridge_gap = main[(main["probe"] == "ridge") & (main["target"] == "gap")].set_index("model")
+    trained_gap = ridge_gap[ridge_gap["status"] != "random-init"]
+    twin_gap = ridge_gap[ridge_gap["status"] == "random-init"]["r2_geom"]
+    gbt = main[main["probe"] == "gbt"]["r2_geom"]
+    ctrl = controls_table(summary)
+    learned = twin_gaps(run)
+    gap_learned = learned[learned["target"] == "gap"]
+    best, worst = trained_gap["r2_geom"].idxmax(), trained_gap["r2_geom"].idxmin()
+    ridge = main["probe"] == "ridge"
+    facts = {
+        "n_mol": int(summary["n"].max()),
+        "n_dropped": len(run.dropped),
+        "n_models": summary["model"].nunique(),
+        "n_twins": int((summary.drop_duplicates("model")["status"] == "random-init").sum()),
+        "n_seeds": n_seeds,
+        "best_model": best, "best_gap": _interval(trained_gap.loc[best]),
+        "worst_model": worst, "worst_gap": _interval(trained_gap.loc[worst]),
+        "twin_best_model": twin_gap.idxmax(), "twin_best": f"{twin_gap.max():.3f}",
+        "learned_pos": int((gap_learned["learned_lo"] > 0).sum()),
+        "learned_all": int(gap_learned["resolved (all seeds)"].sum()),
+        "learned_n": len(gap_learned),
+        "naive_bias": f"{(main['naive_r2_geom'] - main['r2_geom'])[ridge].mean():.3f}",
+        "so3lr_gap": f"{_ours(summary, 'so3lr'):.3f}",
+        "sevennet_gap": f"{_ours(summary, 'sevennet-0'):.3f}",
+        "ani2x_gap": f"{_ours(summary, 'ani2x'):.3f}",
+        "ani2x_mlp": f"{_ours(summary, 'ani2x', 'mlp'):.3f}",
+        "gbt_min": f"{gbt.min():.2f}" if len(gbt) else "n/a",
+        "gbt_max": f"{gbt.max():.2f}" if len(gbt) else "n/a",
+        "mass_max": f"{ctrl['r2_geom mass (control)'].max():.3f}",
+        "mpa_min": f"{ctrl['r2_geom mass/atom (control)'].min():.2f}",
+        "mpa_max": f"{ctrl['r2_geom mass/atom (control)'].max():.2f}",
+        "shuffled_max": f"{ctrl['r2_geom gap (shuffled)'].max():.3f}",
+    }
+    routing = run.routing
+    dip = routing[routing["target"] == "dipole"] if len(routing) else routing
+    facts["pooled_wins_dipole"] = int((dip["pooled − atom-norm_lo"] > 0).sum()) if len(dip) else 0
+    facts["pooled_beats_l0_dipole"] = int((dip["pooled − L0_lo"] > 0).sum()) if len(dip) else 0
+    facts["n_equivariant"] = len(dip)
+    facts["best_vs_worst"] = compare(run.results[(best, 0, "gap", "ridge")],
+                                     run.results[(worst, 0, "gap", "ridge")]).verdict(best, worst)
+    mpa_lo = ctrl["r2_geom_lo mass/atom (control)"]
+    facts["mpa_read"] = (f"is read with an interval above zero by {int((mpa_lo > 0).sum())} of {len(mpa_lo)} models: "
+                         "mean pooling leaves composition that a projection of counts does not remove"
+                         if (mpa_lo > 0).any() else
+                         "is not read by any model's ridge probe at this n (no interval above zero): here the "
+                         "fractions that mean pooling creates do not leak into the linear R²_geom")
+    return facts
+
+
+__all__ = ["GradientRun", "PAPER_PAIRS", "gradient_facts", "paper_comparison", "KINDS", "best_blocks", "block_kind", "controls_table", "default_models",
            "family_order", "gradient_table", "model_gradient", "pick", "twin_gaps"]

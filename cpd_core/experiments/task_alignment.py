@@ -282,6 +282,74 @@ def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, 
     return EvolutionRun(pd.DataFrame(points), pd.DataFrame(contrasts), len(dataset), results)
 
 
+def alignment_facts(run, contrasts: pd.DataFrame, maes: pd.DataFrame, evolution: EvolutionRun | None = None) -> dict:
+    """The numbers the chapter's prose quotes, from its run (:func:`task_alignment`), contrasts and MAE table.
+
+    Returns
+    -------
+    dict of str to str or int
+        Counts are ints; scores are formatted strings ("0.53", "+0.17 [+0.14, +0.22]"); ``"n/a"``
+        for an architecture that was not run. With ``evolution``
+        (:func:`training_evolution`), also the contrast at the first and the last snapshot per
+        architecture (``<arch>_evo_first``, ``<arch>_evo_last``) and how many architectures'
+        contrasts grew (``evo_grew``) over training.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"arch": ["painn"], "target": ["gap"], "gap-trained": [0.5], "U0-trained": [0.3],
+    ...                   "random-init": [0.1], "gap − U0": [0.2], "gap − U0 lo": [0.1], "gap − U0 hi": [0.3],
+    ...                   "gap − U0 resolved": [True], "gap − random": [0.4], "gap − random resolved": [True],
+    ...                   "U0 − random": [0.2], "U0 − random resolved": [False]})
+    >>> run = type("Run", (), {"summary": pd.DataFrame({"n": [500]})})()
+    >>> m = pd.DataFrame({"ratio": [2.0, 7.5], "n_train": [50000, 50000], "minutes": [20.1, 12.0],
+    ...                   "device": ["CPU", "CPU"]})
+    >>> f = alignment_facts(run, c, m)
+    >>> f["gap_wins"], f["painn_diff"], f["mace_gap"], f["mae_ratio_max"]
+    (1, '+0.20 [+0.10, +0.30]', 'n/a', '7.5')
+    """
+    def wins(rows, column):
+        return int(((rows[column] > 0) & rows[f"{column} resolved"]).sum())
+
+    gap_rows = contrasts[contrasts["target"] == "gap"].set_index("arch")
+    dip_rows = contrasts[contrasts["target"] == "dipole"].set_index("arch")
+    facts = {
+        "n_mol": int(run.summary["n"].max()),
+        "n_archs": len(gap_rows),
+        "gap_wins": wins(gap_rows, "gap − U0"),
+        "gap_unresolved": int((~gap_rows["gap − U0 resolved"].astype(bool)).sum()),
+        "dip_gap_wins": wins(dip_rows, "gap − U0") if len(dip_rows) else 0,
+        "u0_over_random": wins(gap_rows, "U0 − random"),
+        "gap_over_random": wins(gap_rows, "gap − random"),
+        "mean_gap_minus_u0": f"{gap_rows['gap − U0'].mean():.2f}",
+        "mae_ratio_min": f"{maes['ratio'].min():.1f}",
+        "mae_ratio_max": f"{maes['ratio'].max():.1f}",
+        "n_train": f"{int(maes['n_train'].max()):,}",
+        "minutes": f"{maes['minutes'].max():.0f}",
+        "train_device": maes["device"].iloc[0],
+    }
+    for arch in ("painn", "mace"):
+        here = arch in gap_rows.index
+        for supervision in ("gap-trained", "U0-trained"):
+            key = f"{arch}_{supervision.split('-')[0].lower()}"
+            facts[key] = f"{gap_rows.loc[arch, supervision]:.2f}" if here else "n/a"
+        facts[f"{arch}_diff"] = (f"{gap_rows.loc[arch, 'gap − U0']:+.2f} [{gap_rows.loc[arch, 'gap − U0 lo']:+.2f}, "
+                                 f"{gap_rows.loc[arch, 'gap − U0 hi']:+.2f}]") if here else "n/a"
+    if evolution is not None:
+        ev = evolution.contrasts
+        facts["evo_archs"] = ", ".join(dict.fromkeys(ev["arch"]))
+        facts["evo_n"] = evolution.n
+        grew = 0
+        for arch, grp in ev.groupby("arch", sort=False):
+            grp = grp.sort_values("snapshot")
+            first, last = grp.iloc[0], grp.iloc[-1]
+            facts[f"{arch}_evo_first"] = f"{first['gap − U0']:+.2f} [{first['lo']:+.2f}, {first['hi']:+.2f}]"
+            facts[f"{arch}_evo_last"] = f"{last['gap − U0']:+.2f} [{last['lo']:+.2f}, {last['hi']:+.2f}]"
+            facts[f"{arch}_evo_resolved"] = f"{int(grp['resolved'].sum())} of {len(grp)}"
+            grew += int(last["gap − U0"] > first["gap − U0"])
+        facts["evo_grew"] = grew
+    return facts
+
+
 def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper's task-alignment numbers (ridge R²_geom, gap) next to ours for the same architecture."""
     from cpd_core.paper import paper_value
@@ -297,6 +365,6 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["EvolutionRun", "PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_contrasts", "alignment_models",
+__all__ = ["EvolutionRun", "PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_contrasts", "alignment_facts", "alignment_models",
            "alignment_table", "evolution_archs", "mae_table", "paper_comparison", "task_alignment", "trained_archs",
            "training_evolution", "training_histories"]

@@ -12,7 +12,10 @@ from cpd_core.experiments.model_gradient import (
     family_order,
     gradient_table,
     block_kind,
+    gradient_facts,
     model_gradient,
+    paper_comparison,
+    pick,
     twin_gaps,
 )
 from cpd_core.models import REGISTRY
@@ -78,6 +81,15 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     assert len(gaps) == 2 and (gaps["twin seeds"] == 2).all()
     assert (gaps["learned_lo"] <= gaps["learned"]).all() and (gaps["learned"] <= gaps["learned_hi"]).all()
     assert run.routing.empty  # ANI has no L >= 1 blocks
+    facts = gradient_facts(run, n_seeds=2)
+    assert facts["n_mol"] == 120 and facts["n_models"] == 2 and facts["n_twins"] == 1 and facts["n_seeds"] == 2
+    assert facts["best_model"] == facts["worst_model"] == "ani2x" and facts["twin_best_model"] == "ani2x-random"
+    assert facts["best_gap"].startswith(f"{pick(summary, 'ani2x', 'gap', 'ridge'):.3f} [")
+    assert facts["ani2x_mlp"] == "nan" and facts["gbt_min"] == "n/a" and facts["n_equivariant"] == 0
+    assert facts["learned_n"] == 1 and facts["best_vs_worst"]  # a sentence, even for one model against itself
+    comparison = paper_comparison(summary).set_index("our model")
+    assert comparison.loc["ani2x (hidden layers, real weights)", "ours"] == pick(summary, "ani2x", "gap", "ridge")
+    assert comparison["ours"].isna().sum() == 3  # so3lr, sevennet-0 and the MLP probe were not run here
 
 
 @pytest.mark.skipif(not (shared_dir() / "models" / "matgl").exists(), reason="needs ../shared matgl checkpoints")

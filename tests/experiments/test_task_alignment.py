@@ -129,3 +129,24 @@ def test_training_evolution_without_snapshots_says_how_to_get_them(tmp_path):
 
     with pytest.raises(InputError, match="cpu-evolution"):
         training_evolution(root=tmp_path)
+
+
+def test_alignment_facts_quote_the_evolution():
+    from cpd_core.experiments.task_alignment import EvolutionRun, alignment_facts
+
+    contrasts = pd.DataFrame({"arch": ["painn"] * 2 + ["mace"] * 2, "target": ["gap", "dipole"] * 2,
+                              "gap-trained": [.5, .1, .4, .0], "U0-trained": [.3, .1, .1, .0], "random-init": [.1] * 4,
+                              "gap − U0": [.2, 0, .3, 0], "gap − U0 lo": [.1, -.1, .2, -.1],
+                              "gap − U0 hi": [.3, .1, .4, .1], "gap − U0 resolved": [True, False, True, False],
+                              "gap − random": [.4, 0, .3, 0], "gap − random resolved": [True, False, True, False],
+                              "U0 − random": [.2, 0, 0, 0], "U0 − random resolved": [True, False, False, False]})
+    maes = pd.DataFrame({"ratio": [2.8, 7.1], "n_train": [50000, 50000], "minutes": [20.1, 20.1], "device": ["CPU"] * 2})
+    evo = EvolutionRun(pd.DataFrame(), pd.DataFrame({"arch": ["painn"] * 3, "snapshot": [3, 1, 2],
+                                                     "gap − U0": [0.25, 0.05, 0.1], "lo": [0.1, -0.05, 0.0],
+                                                     "hi": [0.4, 0.15, 0.2], "resolved": [True, False, False]}), 50)
+    run = type("Run", (), {"summary": pd.DataFrame({"n": [500]})})()
+    facts = alignment_facts(run, contrasts, maes, evo)
+    assert (facts["n_archs"], facts["gap_wins"], facts["u0_over_random"], facts["dip_gap_wins"]) == (2, 2, 1, 0)
+    assert facts["mace_diff"] == "+0.30 [+0.20, +0.40]" and facts["mean_gap_minus_u0"] == "0.25"
+    assert facts["painn_evo_first"] == "+0.05 [-0.05, +0.15]" and facts["painn_evo_last"] == "+0.25 [+0.10, +0.40]"
+    assert facts["painn_evo_resolved"] == "1 of 3" and facts["evo_grew"] == 1 and facts["evo_n"] == 50
