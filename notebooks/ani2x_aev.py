@@ -1,9 +1,3 @@
-# %% tags=["parameters"]
-n_molecules = 2000
-seed = 0
-device = "auto"
-targets = ["gap", "dipole"]
-
 # %% [markdown]
 # # ANI-2x's AEV on QM9
 #
@@ -14,7 +8,13 @@ targets = ["gap", "dipole"]
 # rests on the paired interval of their difference. The book's default run is n = 2,000
 # molecules, 5 shuffled folds, on a 2-core CPU.
 
-# %%
+# %% tags=["parameters", "hide-input"]
+n_molecules = 2000
+seed = 0
+device = "auto"
+targets = ["gap", "dipole"]
+
+# %% tags=["hide-input"]
 import numpy as np
 import pandas as pd
 
@@ -26,10 +26,10 @@ from cpd_core.experiments.representation import (DEFAULT_VARIANT, GCV_VARIANT, p
 from cpd_core.models import ANI2xAEV
 from cpd_core.paper import paper_value
 from cpd_core.plots import cpd_bars, fold_strip
-from cpd_core.report import format_interval, glue, sign_word, with_intervals
+from cpd_core.report import format_interval, glue, sign_word, table
 
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", 120)
+# headers of the paired comparisons: A and B are named in the first columns
+PAIRED = {"a": "A", "b": "B", "value_a": "R²_geom A", "value_b": "R²_geom B", "diff": "A − B"}
 
 # %% [markdown]
 # Load the molecules and extract their pooled AEVs (cached on disk after the first run).
@@ -52,8 +52,8 @@ print(f"{len(qm9)} molecules, {H.shape[1]} AEV features, {n_varying} not constan
 # %%
 results = representation_results(qm9, H, targets=targets, seed=seed)
 summary, folds = result_tables(results)
-with_intervals(summary[["target", "probe", "r2_comp", "r2_comp_lo", "r2_comp_hi", "r2_full", "r2_full_lo",
-                        "r2_full_hi", "r2_geom", "r2_geom_lo", "r2_geom_hi", "r2_geom_std", "r2_geom_worst_fold"]])
+table(summary[["target", "probe", "r2_comp", "r2_comp_lo", "r2_comp_hi", "r2_full", "r2_full_lo", "r2_full_hi",
+               "r2_geom", "r2_geom_lo", "r2_geom_hi", "r2_geom_std", "r2_geom_worst_fold"]])
 
 # %% [markdown]
 # Bars are the scores (means over the 5 folds), error bars their 95 % intervals, dots single folds.
@@ -69,8 +69,8 @@ cpd_bars(summary, folds, title=f"ANI-2x AEV (mean-pooled), QM9, n = {len(qm9)}")
 
 # %%
 probes_vs_ridge = probe_comparisons(results)
-with_intervals(probes_vs_ridge[["target", "a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi",
-                                "resolved"]])
+table(probes_vs_ridge[["target", "a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi", "resolved"]],
+      labels=PAIRED)
 
 # %% [markdown]
 # ## What moves the ridge number
@@ -85,8 +85,8 @@ with_intervals(probes_vs_ridge[["target", "a", "b", "value_a", "value_b", "diff"
 # %%
 variants = ridge_variants(qm9, H, target="gap", seed=seed)
 variant_summary, variant_folds = result_tables(variants, names=("variant",))
-variant_folds[variant_folds["score"] == "r2_geom"].pivot(index="variant", columns="fold", values="r2").loc[
-    list(variants)]
+table(variant_folds[variant_folds["score"] == "r2_geom"].pivot(index="variant", columns="fold", values="r2").loc[
+    list(variants)].rename(columns="fold {}".format))
 
 # %% [markdown]
 # The same per-fold values on a symmetric-log axis; the red mark is each variant's score with its
@@ -100,15 +100,16 @@ fold_strip(variant_folds, by="variant", summary=variant_summary)
 # the residual probe:
 
 # %%
-with_intervals(variant_summary[["variant", "r2_full", "r2_full_lo", "r2_full_hi", "r2_geom", "r2_geom_lo",
-                                "r2_geom_hi", "r2_geom_worst_fold", "alpha_geom_median"]])
+table(variant_summary[["variant", "r2_full", "r2_full_lo", "r2_full_hi", "r2_geom", "r2_geom_lo", "r2_geom_hi",
+                       "r2_geom_worst_fold", "alpha_geom_median"]],
+      labels={"alpha_geom_median": "median α (residual probe)"})
 
 # %% [markdown]
 # Paired differences of R²_geom, every variant minus the default:
 
 # %%
 variant_diffs = variant_comparisons(variants)
-with_intervals(variant_diffs[["a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi", "resolved"]])
+table(variant_diffs[["a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi", "resolved"]], labels=PAIRED)
 
 # %% [markdown]
 # The penalty rule alone: GCV minus leave-one-out with the scaler and the projection held fixed,
@@ -128,8 +129,8 @@ gcv_vs_loo = pd.concat([
 ], ignore_index=True)
 gcv_vs_loo["alpha_a"] = gcv_vs_loo["a"].map(alpha_geom)
 gcv_vs_loo["alpha_b"] = gcv_vs_loo["b"].map(alpha_geom)
-with_intervals(gcv_vs_loo[["a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi", "resolved", "alpha_a",
-                           "alpha_b"]])
+table(gcv_vs_loo[["a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi", "resolved", "alpha_a", "alpha_b"]],
+      labels={**PAIRED, "alpha_a": "median α A", "alpha_b": "median α B"})
 
 # %% [markdown]
 # The penalty rule also moves the raw-feature probe. R²_full of ridge on each target with the
@@ -146,8 +147,10 @@ rule_full = pd.concat([
         alpha_b=pair[DEFAULT_VARIANT].folds["alpha_full"].median())
     for t, pair in rule_pairs.items()
 ], ignore_index=True)
-with_intervals(rule_full[["target", "a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi", "resolved",
-                          "alpha_a", "alpha_b"]])
+table(rule_full[["target", "a", "b", "value_a", "value_b", "diff", "diff_lo", "diff_hi", "resolved", "alpha_a",
+                 "alpha_b"]],
+      labels={**PAIRED, "value_a": "R²_full A", "value_b": "R²_full B", "alpha_a": "median α A",
+              "alpha_b": "median α B"})
 
 # %% [markdown]
 # ## Our numbers next to the paper's
@@ -163,12 +166,12 @@ paper_table = pd.DataFrame([
 ])
 paper_table["paper inside our interval"] = paper_table["paper R²_geom"].between(paper_table["ours_lo"],
                                                                                 paper_table["ours_hi"])
-with_intervals(paper_table.rename(columns={"ours_lo": "ours R²_geom_lo", "ours_hi": "ours R²_geom_hi"}))
+table(paper_table.rename(columns={"ours_lo": "ours R²_geom_lo", "ours_hi": "ours R²_geom_hi"}))
 
 # %% [markdown]
 # The values quoted in the text below are recorded here from this run.
 
-# %%
+# %% tags=["hide-input"]
 def score(target, probe, key="r2_geom"):
     row = ours.loc[(target, probe)]
     return format_interval(row[key], row[f"{key}_lo"], row[f"{key}_hi"])

@@ -1,11 +1,3 @@
-# %% tags=["parameters"]
-n_molecules = 2000
-seed = 0
-geom_shares = [0.0, 0.2, 0.4, 0.6]
-comp_share = 0.3
-coverage_n = [500, 2000]
-coverage_seeds = 200
-
 # %% [markdown]
 # # Known-answer check: planted signals, probe inflation and the interval itself
 #
@@ -15,17 +7,21 @@ coverage_seeds = 200
 # Every score comes with its 95 % interval (a bootstrap over held-out molecules); the last
 # section measures how often that interval covers the planted truth.
 #
-# All numbers on this page come from the run that built it, at the parameters above
-# (`n_molecules` synthetic molecules, 5 shuffled folds, seed `seed`), on a 2-core CPU.
+# All numbers on this page come from the run that built it, at the parameters in the collapsed
+# cell below (`n_molecules` synthetic molecules, 5 shuffled folds, seed `seed`), on a 2-core CPU.
 
-# %%
-import pandas as pd
+# %% tags=["parameters", "hide-input"]
+n_molecules = 2000
+seed = 0
+geom_shares = [0.0, 0.2, 0.4, 0.6]
+comp_share = 0.3
+coverage_n = [500, 2000]
+coverage_seeds = 200
 
+# %% tags=["hide-input"]
 from cpd_core.experiments.known_answer import compositional_inflation, interval_coverage, planted_recovery
 from cpd_core.plots import fold_strip, recovery_plot
-from cpd_core.report import format_interval, glue, with_intervals
-
-pd.set_option("display.precision", 3)
+from cpd_core.report import format_interval, glue, table
 
 # %% [markdown]
 # ## Planted geometric signal
@@ -36,8 +32,10 @@ pd.set_option("display.precision", 3)
 
 # %%
 summary, folds = planted_recovery(geom_shares, comp_share=comp_share, n=n_molecules, seed=seed)
-with_intervals(summary[["geom_share", "probe", "r2_geom_true", "r2_comp_true", "r2_comp", "r2_comp_lo",
-                        "r2_comp_hi", "r2_geom", "r2_geom_lo", "r2_geom_hi", "r2_geom_std"]])
+table(summary[["geom_share", "probe", "r2_geom_true", "r2_comp_true", "r2_comp", "r2_comp_lo", "r2_comp_hi",
+               "r2_geom", "r2_geom_lo", "r2_geom_hi", "r2_geom_std"]],
+      digits={"geom_share": 1}, labels={"geom_share": "planted b²", "r2_geom_true": "true R²_geom",
+                                        "r2_comp_true": "true R²_comp"})
 
 # %% [markdown]
 # Recovered against planted: the dashed line is perfect recovery, error bars are 95 % intervals,
@@ -50,7 +48,7 @@ recovery_plot(summary, folds)
 # The largest gap between the ridge probe's R²_geom and the true value over all planted shares,
 # and at how many shares each probe's interval covers the truth or lies above it:
 
-# %%
+# %% tags=["hide-input"]
 ridge = summary[summary["probe"] == "ridge"]
 max_gap = (ridge["r2_geom"] - ridge["r2_geom_true"]).abs().max()
 covers = summary.assign(covers=(summary["r2_geom_lo"] <= summary["r2_geom_true"])
@@ -75,7 +73,7 @@ if len(above):
                   f"{(above['r2_geom_lo'] - above['r2_geom_true']).max():.3f}")
 glue("ridge_misses", "; ".join(misses) if misses else "it misses at none")
 print(f"max |R²_geom(ridge) - true| = {max_gap:.3f}")
-counts
+table(counts, labels={"covers": "interval covers the truth", "above": "interval above the truth"})
 
 # %% [markdown]
 # ## A purely compositional target
@@ -86,8 +84,8 @@ counts
 
 # %%
 inflation, inflation_folds = compositional_inflation(n=n_molecules, seed=seed)
-with_intervals(inflation[["probe", "r2_comp", "r2_comp_lo", "r2_comp_hi", "r2_full", "r2_full_lo", "r2_full_hi",
-                          "r2_geom", "r2_geom_lo", "r2_geom_hi", "r2_geom_std", "r2_geom_worst_fold"]])
+table(inflation[["probe", "r2_comp", "r2_comp_lo", "r2_comp_hi", "r2_full", "r2_full_lo", "r2_full_hi",
+                 "r2_geom", "r2_geom_lo", "r2_geom_hi", "r2_geom_std", "r2_geom_worst_fold"]])
 
 # %% [markdown]
 # Per-fold R²_geom of each probe on this target (dots), and the reported score with its 95 %
@@ -100,7 +98,7 @@ fold_strip(inflation_folds, by="probe", summary=inflation)
 # %% [markdown]
 # The values quoted in the text below are recorded here from this run.
 
-# %%
+# %% tags=["hide-input"]
 by_probe = inflation.set_index("probe")
 for probe in ("ridge", "mlp", "gbt"):
     row = by_probe.loc[probe]
@@ -117,16 +115,18 @@ for probe in ("ridge", "mlp", "gbt"):
 # whether the 95 % interval of R²_geom contains that data set's true share. The table gives the
 # coverage (with its Wilson 95 % interval over seeds), the mean width, the mean bias
 # (estimate − truth, with its 95 % interval over seeds), the spread of the error over seeds
-# (`error_sd`) and the standard error the interval's width implies (`implied_se`, width / 3.92).
+# (*error s.d.*) and the standard error the interval's width implies (*implied s.e.*, width / 3.92).
 
 # %%
 coverage, coverage_runs = interval_coverage(n_values=coverage_n, seeds=coverage_seeds)
-with_intervals(coverage, columns=["coverage", "bias"])
+table(coverage, intervals=["coverage", "bias"],
+      labels={"r2_geom_true": "mean true R²_geom", "r2_geom": "mean R²_geom", "error_sd": "error s.d.",
+              "implied_se": "implied s.e.", "width": "mean width"})
 
 # %% [markdown]
 # The values quoted in the text below are recorded here from this run.
 
-# %%
+# %% tags=["hide-input"]
 for label, row in (("small", coverage.iloc[0]), ("large", coverage.iloc[-1])):
     glue(f"cov_n_{label}", int(row["n"]))
     glue(f"cov_{label}", format_interval(row["coverage"], row["coverage_lo"], row["coverage_hi"], 2))

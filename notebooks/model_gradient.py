@@ -1,12 +1,3 @@
-# %% tags=["parameters"]
-n_molecules = 500
-seed = 0
-device = "auto"
-targets = ["gap", "dipole"]
-probes = ["ridge", "mlp", "gbt"]
-models = None  # None: every offline model without a caveat (cpd_core.experiments.gradient.default_models)
-twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
-
 # %% [markdown]
 # # Every model on QM9: the disentanglement gradient
 #
@@ -15,7 +6,16 @@ twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
 # twin beside it. The CPU build uses a few hundred molecules; set `n_molecules = None` (all
 # 130,831) on a GPU.
 
-# %%
+# %% tags=["parameters", "hide-input"]
+n_molecules = 500
+seed = 0
+device = "auto"
+targets = ["gap", "dipole"]
+probes = ["ridge", "mlp", "gbt"]
+models = None  # None: every offline model without a caveat (cpd_core.experiments.gradient.default_models)
+twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
+
+# %% tags=["hide-input"]
 import pandas as pd
 
 from cpd_core.experiments.gradient import (
@@ -31,10 +31,7 @@ from cpd_core import compare
 from cpd_core.models import model_table
 from cpd_core.paper import paper_value
 from cpd_core.plots import gradient_plot
-from cpd_core.report import glue
-
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", 60)
+from cpd_core.report import glue, table
 
 # %% [markdown]
 # ## The models
@@ -47,8 +44,8 @@ pd.set_option("display.max_colwidth", 60)
 cards = model_table()
 run_here = models or default_models()
 cards["run here"] = cards["model"].isin(run_here)
-cards[["model", "family", "status", "training data", "domain", "stands in for", "twin of", "offline",
-       "caveat", "run here"]]
+table(cards[["model", "family", "status", "training data", "domain", "stands in for", "offline", "caveat",
+             "run here"]])
 
 # %% [markdown]
 # ## CPD of every model at its most informative block
@@ -57,11 +54,11 @@ cards[["model", "family", "status", "training data", "domain", "stands in for", 
 # inner folds of each training fold and scored on the held-out fold (`cpd_core.best_block`: nested,
 # so the score carries no winner's curse); the MLP and gradient-boosted trees run on each outer
 # fold's chosen block. `block` is the block chosen most often, `chosen` how the five choices went,
-# and `naive_r2_geom` the maximum over blocks of the outer scores (biased upwards; shown only for
-# comparison). Every R² has its 95 % interval (`_lo`, `_hi`: bootstrap over held-out molecules).
+# and *naive R²_geom* the maximum over blocks of the outer scores (biased upwards; shown only for
+# comparison). Every R² has its 95 % interval in brackets (bootstrap over held-out molecules).
 # Every model sees the same molecules: those whose elements all the models support.
 
-# %%
+# %% tags=["scroll-output"]
 run = model_gradient(run_here, n=n_molecules, seed=seed, targets=targets, probes=probes, device=device,
                      twin_seeds=twin_seeds)
 summary = run.summary
@@ -69,8 +66,8 @@ main = summary[~summary["control"] & (summary["seed"] == 0)]
 order = family_order(summary)
 print(f"{summary['n'].iloc[0]} molecules probed; {len(run.dropped)} left out because a model "
       f"does not support one of their elements (QM9 ids {run.dropped})")
-main[["model", "status", "target", "block", "chosen", "probe", "r2_comp", "r2_geom", "r2_geom_lo", "r2_geom_hi",
-      "naive_r2_geom"]]
+table(main[["model", "status", "target", "block", "chosen", "probe", "r2_comp", "r2_geom", "r2_geom_lo",
+            "r2_geom_hi", "naive_r2_geom"]])
 
 # %% [markdown]
 # R²_geom per probe (markers, with 95 % intervals) against R²_comp (grey bars: what composition alone
@@ -84,7 +81,7 @@ gradient_plot(summary, order)
 # The ridge numbers as a table, with each model's parameter count:
 
 # %%
-gradient_table(summary, probe="ridge")
+table(gradient_table(summary, probe="ridge"))
 
 # %% [markdown]
 # ## Controls
@@ -95,7 +92,7 @@ gradient_table(summary, probe="ridge")
 # gap shuffled over molecules (what chance gives at this n and d).
 
 # %%
-controls_table(summary)
+table(controls_table(summary))
 
 # %% [markdown]
 # ## What training adds: trained model minus its random-init twin (ridge R²_geom)
@@ -105,7 +102,7 @@ controls_table(summary)
 
 # %%
 learned = twin_gaps(run)
-learned
+table(learned)
 
 # %% [markdown]
 # ## Which invariant of the L ≥ 1 blocks carries what
@@ -116,7 +113,7 @@ learned
 
 # %%
 routing = run.routing
-routing
+table(routing)
 
 # %% [markdown]
 # ## Next to the paper
@@ -139,12 +136,12 @@ comparison = pd.DataFrame([
     {"paper model": "ANI-2x (MLP)", "paper R²_geom (gap, ridge)": paper_value("r2_geom", "ANI-2x", "gap", "mlp"),
      "our model": "ani2x, MLP probe", "ours": _ours("ani2x", "mlp")},
 ])
-comparison
+table(comparison)
 
 # %% [markdown]
 # The values quoted in the text below are recorded here from this run.
 
-# %%
+# %% tags=["hide-input"]
 ridge_gap = main[(main["probe"] == "ridge") & (main["target"] == "gap")].set_index("model")
 trained_gap = ridge_gap[ridge_gap["status"] != "random-init"]
 twin_gap = ridge_gap[ridge_gap["status"] == "random-init"]["r2_geom"]

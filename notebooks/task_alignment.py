@@ -1,12 +1,3 @@
-# %% tags=["parameters"]
-n_molecules = 500
-seed = 0
-device = "auto"
-targets = ["gap", "dipole"]
-probes = ["ridge", "mlp", "gbt"]
-archs = None  # None: every architecture with both QM9 checkpoints in checkpoints/qm9/
-twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
-
 # %% [markdown]
 # # Task alignment: gap-trained vs energy-trained vs untrained
 #
@@ -17,7 +8,16 @@ twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
 # the dipole moment, with the block chosen on inner folds (nested). The CPU build uses a few hundred
 # molecules; `n_molecules = None` probes all 10,831.
 
-# %%
+# %% tags=["parameters", "hide-input"]
+n_molecules = 500
+seed = 0
+device = "auto"
+targets = ["gap", "dipole"]
+probes = ["ridge", "mlp", "gbt"]
+archs = None  # None: every architecture with both QM9 checkpoints in checkpoints/qm9/
+twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
+
+# %% tags=["hide-input"]
 import pandas as pd
 
 from cpd_core.experiments.alignment import (
@@ -31,10 +31,8 @@ from cpd_core.experiments.alignment import (
 )
 from cpd_core.paper import paper_value
 from cpd_core.plots import alignment_plot, training_curves
-from cpd_core.report import glue
+from cpd_core.report import glue, table
 
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", 70)
 archs = archs or trained_archs()
 
 # %% [markdown]
@@ -46,7 +44,8 @@ archs = archs or trained_archs()
 
 # %%
 maes = mae_table(archs)
-maes
+table(maes.drop(columns=["n_test", "parameters", "device"]), digits={"published (meV)": 2, "ratio": 1, "minutes": 1},
+      labels={"n_train": "n_train"})
 
 # %%
 training_curves(training_histories(archs))
@@ -54,14 +53,14 @@ training_curves(training_histories(archs))
 # %% [markdown]
 # ## CPD of each twin at its most informative block
 
-# %%
+# %% tags=["scroll-output"]
 run = task_alignment(archs, n=n_molecules, seed=seed, targets=targets, probes=probes, device=device,
                      twin_seeds=twin_seeds)
 summary = run.summary
 main = summary[~summary["control"] & (summary["seed"] == 0)]
 print(f"{summary['n'].iloc[0]} held-out test molecules probed")
-main[["model", "supervision", "target", "block", "chosen", "probe", "r2_comp", "r2_geom", "r2_geom_lo",
-      "r2_geom_hi"]]
+table(main[["model", "supervision", "target", "block", "chosen", "probe", "r2_comp", "r2_geom", "r2_geom_lo",
+            "r2_geom_hi"]])
 
 # %% [markdown]
 # Ridge R²_geom of the three twins of each architecture (bars, 95 % intervals), with the paper's values
@@ -85,14 +84,14 @@ alignment_plot(ridge, paper, lo=alignment_table(summary, score="r2_geom_lo"),
 
 # %%
 contrasts = alignment_contrasts(run)
-contrasts
+table(contrasts.drop(columns=["gap-trained", "U0-trained", "random-init"]), digits=2)
 
 # %% [markdown]
 # The same ridge numbers with the MLP and gradient-boosted-tree probes on the same chosen blocks beside them:
 
 # %%
 tables = {probe: alignment_table(summary, probe=probe).set_index(["arch", "target"]) for probe in probes}
-pd.concat(tables, axis=1)
+table(pd.concat(tables, axis=1))
 
 # %% [markdown]
 # Controls (ridge, nested): molecular mass (linear in counts), mean atomic mass (linear in element
@@ -100,7 +99,7 @@ pd.concat(tables, axis=1)
 
 # %%
 controls = summary[summary["control"] & (summary["seed"] == 0)]
-controls.pivot_table(index="model", columns="target", values="r2_geom", sort=False)
+table(controls.pivot_table(index="model", columns="target", values="r2_geom", sort=False))
 
 # %% [markdown]
 # ## Next to the paper
@@ -111,12 +110,12 @@ controls.pivot_table(index="model", columns="target", values="r2_geom", sort=Fal
 
 # %%
 comparison = paper_comparison(summary)
-comparison
+table(comparison)
 
 # %% [markdown]
 # The values quoted in the text below are recorded here from this run.
 
-# %%
+# %% tags=["hide-input"]
 gap_rows = contrasts[contrasts["target"] == "gap"].set_index("arch")
 dip_rows = contrasts[contrasts["target"] == "dipole"].set_index("arch")
 values = {
