@@ -20,9 +20,10 @@ import pandas as pd
 
 from cpd_core import Comparison
 from cpd_core.experiments.controls import MASS, MASS_PER_ATOM, SHUFFLED
-from cpd_core.experiments.representation import (DEFAULT_VARIANT, GCV_VARIANT, probe_comparisons, qm9_features,
-                                                  representation_results, result_tables, ridge_variants,
-                                                  variant_comparisons)
+from cpd_core.datasets import load_qm9
+from cpd_core.experiments.ani2x_aev import (DEFAULT_VARIANT, GCV_VARIANT, probe_comparisons, representation_results,
+                                            result_tables, ridge_variants, variant_comparisons)
+from cpd_core.extract import features as extract_features
 from cpd_core.models import ANI2xAEV
 from cpd_core.paper import paper_value
 from cpd_core.plots import cpd_bars, fold_strip
@@ -35,7 +36,8 @@ PAIRED = {"a": "A", "b": "B", "value_a": "R²_geom A", "value_b": "R²_geom B", 
 # Load the molecules and extract their pooled AEVs (cached on disk after the first run).
 
 # %%
-qm9, features = qm9_features(ANI2xAEV(), n=n_molecules, seed=seed, device=device)
+qm9 = load_qm9(n=n_molecules, seed=seed)
+features = extract_features(ANI2xAEV(), qm9, device=device, progress=False)
 H = features["aev"]
 n_varying = int((H.std(axis=0) > 0).sum())
 print(f"{len(qm9)} molecules, {H.shape[1]} AEV features, {n_varying} not constant")

@@ -19,7 +19,7 @@ coverage_n = [500, 2000]
 coverage_seeds = 200
 
 # %% tags=["hide-input"]
-from cpd_core.experiments.known_answer import compositional_inflation, interval_coverage, planted_recovery
+from cpd_core.experiments.method_known_answer import compositional_inflation, interval_coverage, planted_recovery
 from cpd_core.plots import fold_strip, recovery_plot
 from cpd_core.report import format_interval, glue, table
 

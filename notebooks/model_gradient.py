@@ -12,13 +12,13 @@ seed = 0
 device = "auto"
 targets = ["gap", "dipole"]
 probes = ["ridge", "mlp", "gbt"]
-models = None  # None: every offline model without a caveat (cpd_core.experiments.gradient.default_models)
+models = None  # None: every offline model without a caveat (cpd_core.experiments.model_gradient.default_models)
 twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
 
 # %% tags=["hide-input"]
 import pandas as pd
 
-from cpd_core.experiments.gradient import (
+from cpd_core.experiments.model_gradient import (
     controls_table,
     default_models,
     family_order,

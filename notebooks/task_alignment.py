@@ -20,7 +20,7 @@ twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
 # %% tags=["hide-input"]
 import pandas as pd
 
-from cpd_core.experiments.alignment import (
+from cpd_core.experiments.task_alignment import (
     alignment_contrasts,
     alignment_table,
     mae_table,
