@@ -91,6 +91,7 @@ build/notebooks/%.ipynb: build/jupytext/%.ipynb build/notebook-inputs.txt requir
 	    $< $(PARTIAL) $(RUN_PARAMS) \
 	  || { echo "error: notebook $* failed (traceback above); partly executed: $(PARTIAL)" >&2; exit 1; }; \
 	  echo "$*: $$(( $$(date +%s) - start )) s" | tee -a build/notebook-times.txt
+	@$(if $(RUN_PARAMS),$(BIN)/python -m cpd_core.editions hide-injected $(PARTIAL))
 	@mv $(PARTIAL) $@
 else
 # An edition's executed chapters, rendered as they are (nothing recomputed).

@@ -11,6 +11,7 @@ Command line (what the Makefile calls)::
     python -m cpd_core.editions make NAME --scale full [--param KEY VALUE ...] [--chapters A B]
     python -m cpd_core.editions check NAME
     python -m cpd_core.editions provenance build/notebooks [--edition NAME] > build/provenance.md
+    python -m cpd_core.editions hide-injected NOTEBOOK.ipynb ...
 """
 
 from __future__ import annotations
@@ -67,6 +68,23 @@ def notebook_parameters(path: Path) -> dict:
     return dict(nb.metadata.get("papermill", {}).get("parameters", {}))
 
 
+def hide_injected_parameters(path: Path) -> bool:
+    """Collapse the cell papermill injects for explicit parameters (tag ``hide-input``), as the parameters cell is.
+
+    Returns whether the notebook had such a cell.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    for cell in cells:
+        if "hide-input" not in cell.metadata["tags"]:
+            cell.metadata["tags"].append("hide-input")
+    if cells:
+        nbformat.write(nb, path)
+    return bool(cells)
+
+
 def _papermill_seconds(path: Path) -> float | None:
     """How long papermill took to execute the notebook (None: not executed by papermill)."""
     import nbformat
@@ -102,6 +120,7 @@ def make_edition(name: str, chapters: list[Path], scale: str = "book", params: d
         papermill.execute_notebook(str(source), str(target), parameters=params, cwd=os.getcwd(),
                                    progress_bar=False, log_output=True)
         wall = time.perf_counter() - start
+        hide_injected_parameters(target)
         manifest["chapters"][chapter] = {"file": target.name, "wall_s": round(wall, 1),
                                          "parameters": notebook_parameters(target), "sha256": _sha256(target)}
         manifest["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -185,12 +204,17 @@ def main(argv=None) -> int:
     pv = sub.add_parser("provenance", help="the front page's provenance table (markdown) for built notebooks")
     pv.add_argument("folder", type=Path)
     pv.add_argument("--edition", default=None)
+    hide = sub.add_parser("hide-injected", help="collapse papermill's injected-parameters cell")
+    hide.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "make":
             import yaml
 
             make_edition(args.name, args.chapters, args.scale, {k: yaml.safe_load(v) for k, v in args.param})
+        elif args.command == "hide-injected":
+            for path in args.notebooks:
+                hide_injected_parameters(path)
         elif args.command == "check":
             problems = check_edition(args.name)
             for p in problems:

@@ -2,14 +2,15 @@
 # # ANI-2x's AEV on QM9
 #
 # CPD of ANI-2x's handcrafted atomic environment vector (1,008 radial and angular terms per
-# atom, mean-pooled per molecule) on a seeded QM9 subset of `n_molecules` molecules. Set
-# `n_molecules = None` for all 130,831. Every score comes with its 95 % interval (a bootstrap over
+# atom, mean-pooled per molecule) on a seeded QM9 subset of `n_molecules` molecules: `scale = "book"`
+# takes 2,000, `scale = "full"` all 130,831. Every score comes with its 95 % interval (a bootstrap over
 # held-out molecules, see the Method chapter), and every claim that one score exceeds another
 # rests on the paired interval of their difference. The book's default run is n = 2,000
 # molecules, 5 shuffled folds, on a 2-core CPU.
 
 # %% tags=["parameters", "hide-input"]
-n_molecules = 2000
+scale = "book"  # "book" or "full": cpd_core.experiments.scales
+n_molecules = None  # None: the scale's value
 seed = 0
 device = "auto"
 targets = ["gap", "dipole"]
@@ -23,11 +24,14 @@ from cpd_core.experiments.controls import MASS, MASS_PER_ATOM, SHUFFLED
 from cpd_core.datasets import load_qm9
 from cpd_core.experiments.ani2x_aev import (DEFAULT_VARIANT, GCV_VARIANT, probe_comparisons, representation_results,
                                             result_tables, ridge_variants, variant_comparisons)
+from cpd_core.experiments.scales import at_scale
 from cpd_core.extract import features as extract_features
 from cpd_core.models import ANI2xAEV
 from cpd_core.paper import paper_value
 from cpd_core.plots import cpd_bars, fold_strip
 from cpd_core.report import format_interval, glue, sign_word, table
+
+n_molecules = at_scale("ani2x_aev", scale, n_molecules=n_molecules)
 
 # headers of the paired comparisons: A and B are named in the first columns
 PAIRED = {"a": "A", "b": "B", "value_a": "R²_geom A", "value_b": "R²_geom B", "diff": "A − B"}

@@ -11,17 +11,22 @@
 # cell below (`n_molecules` synthetic molecules, 5 shuffled folds, seed `seed`), on a 2-core CPU.
 
 # %% tags=["parameters", "hide-input"]
-n_molecules = 2000
+scale = "book"  # "book" or "full": cpd_core.experiments.scales
+n_molecules = None  # None: the scale's value (also for the two below)
 seed = 0
 geom_shares = [0.0, 0.2, 0.4, 0.6]
 comp_share = 0.3
-coverage_n = [500, 2000]
-coverage_seeds = 200
+coverage_n = None
+coverage_seeds = None
 
 # %% tags=["hide-input"]
 from cpd_core.experiments.method_known_answer import compositional_inflation, interval_coverage, planted_recovery
 from cpd_core.plots import fold_strip, recovery_plot
+from cpd_core.experiments.scales import at_scale
 from cpd_core.report import format_interval, glue, table
+
+n_molecules, coverage_n, coverage_seeds = at_scale("method_known_answer", scale, n_molecules=n_molecules,
+                                                   coverage_n=coverage_n, coverage_seeds=coverage_seeds)
 
 # %% [markdown]
 # ## Planted geometric signal

@@ -39,6 +39,8 @@ def test_an_edition_records_its_run(edition):
     nb = nbformat.read(root / "small" / "toy_chapter.ipynb", as_version=4)
     assert "full 7" in "".join(o.get("text", "") for o in nb.cells[-1].outputs)  # the parameters took effect
     assert check_edition("small", root) == []
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "hide-input" in injected[0].metadata["tags"]  # collapsed like the parameters
 
 
 def test_a_changed_notebook_or_manifest_is_caught(edition, tmp_path):
@@ -114,3 +116,15 @@ def test_a_committed_edition_matches_its_manifest_and_renders(name):
     for chapter in read_manifest(name, ROOT)["chapters"]:
         html, _ = HTMLExporter().from_notebook_node(nbformat.read(ROOT / name / f"{chapter}.ipynb", as_version=4))
         assert "<h1" in html and "Traceback" not in html
+
+
+@pytest.mark.parametrize("chapter", sorted(SCALES))
+def test_every_chapter_notebook_takes_the_scale(chapter):
+    """Its parameters cell has ``scale = "book"`` and leaves each scale-dependent parameter to the scale (None)."""
+    import ast
+
+    source = (ROOT.parent / "notebooks" / f"{chapter}.py").read_text()
+    cell = source.split('tags=["parameters"', 1)[1].split("\n# %%", 1)[0].split("\n", 1)[1]
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell).body}
+    assert values["scale"] == "book"
+    assert all(values[k] is None for k in SCALES[chapter]["book"]), values
