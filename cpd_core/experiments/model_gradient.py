@@ -24,16 +24,33 @@ from cpd_core.intervals import compare
 from cpd_core.selection import best_block
 
 
-def default_models() -> list[str]:
+#: Named model sets of :func:`default_models`.
+MODEL_SETS = ("offline", "with-partner")
+
+
+def default_models(which: str = "offline") -> list[str]:
     """Registered models whose weights can be had offline and that carry no caveat, in registry order.
 
     The networks trained here on QM9 (:mod:`cpd_core.models.trained`) and their twins have a
     chapter of their own (:mod:`cpd_core.experiments.task_alignment`) and are left out.
+
+    Parameters
+    ----------
+    which : {"offline", "with-partner"}
+        ``"offline"``: all of them. ``"with-partner"``: without the random-init twins whose trained
+        model is not among them (the MACE-MP-0 and MACE-OFF shapes, whose weights need a download):
+        such a twin is no control for any claim made offline, and on a CPU its extraction is most
+        of the chapter's time (the book scale runs this set; the full scale the other).
     """
     from cpd_core.models import REGISTRY
     from cpd_core.models.trained import REGISTRY_CARDS as trained_here
 
-    return [name for name, card in REGISTRY.items() if card.offline and not card.caveat and name not in trained_here]
+    if which not in MODEL_SETS:
+        raise InputError(f"unknown model set {which!r}; choose one of {MODEL_SETS} or list the models")
+    names = [name for name, card in REGISTRY.items() if card.offline and not card.caveat and name not in trained_here]
+    if which == "with-partner":
+        names = [n for n in names if REGISTRY[n].status != "random-init" or REGISTRY[n].twin_of in names]
+    return names
 
 
 def best_blocks(scan: pd.DataFrame) -> dict[str, str]:
@@ -400,5 +417,5 @@ def gradient_facts(run: GradientRun, n_seeds: int) -> dict:
     return facts
 
 
-__all__ = ["GradientRun", "PAPER_PAIRS", "gradient_facts", "paper_comparison", "KINDS", "best_blocks", "block_kind", "controls_table", "default_models",
+__all__ = ["GradientRun", "MODEL_SETS", "PAPER_PAIRS", "gradient_facts", "paper_comparison", "KINDS", "best_blocks", "block_kind", "controls_table", "default_models",
            "family_order", "gradient_table", "model_gradient", "pick", "twin_gaps"]

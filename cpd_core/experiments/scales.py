@@ -33,9 +33,9 @@ SCALES: dict[str, dict[str, dict]] = {
         "book": {"n_molecules": 2000},
         "full": {"n_molecules": ALL},
     },
-    "model_gradient": {
-        "book": {"n_molecules": 500},
-        "full": {"n_molecules": ALL},
+    "model_gradient": {  # models: a named set of cpd_core.experiments.model_gradient.default_models
+        "book": {"n_molecules": 500, "models": "with-partner"},
+        "full": {"n_molecules": ALL, "models": "offline"},
     },
     "task_alignment": {
         "book": {"n_molecules": 500},

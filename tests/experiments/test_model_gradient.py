@@ -46,6 +46,16 @@ def test_default_models_are_offline_and_without_caveats():
     assert "ani2x" in names and "ani2x-random" in names
 
 
+def test_with_partner_drops_twins_whose_trained_model_is_not_run():
+    everything, partnered = default_models(), default_models("with-partner")
+    assert set(partnered) < set(everything)
+    dropped = set(everything) - set(partnered)
+    assert dropped and all(REGISTRY[m].status == "random-init" and REGISTRY[m].twin_of not in everything
+                           for m in dropped)
+    with pytest.raises(InputError, match="unknown model set"):
+        default_models("most")
+
+
 def test_unknown_model_raises_before_work():
     with pytest.raises(InputError, match="unknown model"):
         model_gradient(["ani2x-aev", "nope"], n=10)
