@@ -30,16 +30,12 @@ export JUPYTER_PREFER_ENV_PATH := 1
 # OpenMP threads (gradient-boosted trees) sleep instead of spinning while they wait: on a
 # 2-core machine shared with another busy process, spinning threads slow GBT fits 10x or more.
 export OMP_WAIT_POLICY ?= PASSIVE
-# One BLAS thread per process for numpy (OpenBLAS). Measured on the 2-core machine with another process
-# busy: a 394 x 394 eigendecomposition took 2.4 s with OpenBLAS's two threads and 0.01 s with one, and
-# the models chapter's nested ridge + GBT + MLP for ANI-2x 290 s vs 23 s. torch (its intra-op threads
-# follow OMP_ and MKL_NUM_THREADS) and the trees (OpenMP) use every core: their threads sleep while they
-# wait (PASSIVE above) and the notebooks run one at a time; SO3Net's extraction of 197 molecules took
-# 10.0 s on one thread, 6.0 s on two.
-NPROC := $(shell nproc 2>/dev/null || echo 1)
+# One BLAS / OpenMP thread per process. Measured on the 2-core machine with another process busy:
+# a 394 x 394 eigendecomposition took 2.4 s with OpenBLAS's two threads and 0.01 s with one, and
+# the models chapter's nested ridge + GBT + MLP for ANI-2x 290 s vs 23 s. Override to use more.
 export OPENBLAS_NUM_THREADS ?= 1
-export OMP_NUM_THREADS ?= $(NPROC)
-export MKL_NUM_THREADS ?= $(NPROC)
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
 INLINE := module://matplotlib_inline.backend_inline
 
 SOURCES := $(wildcard notebooks/*.py)
