@@ -179,4 +179,49 @@ def compare(a, b, score: str = "r2_geom", level: float | None = None, n_boot: in
     return Comparison(score, va, vb, va - vb, lo, hi, level, len(a.y))
 
 
-__all__ = ["Comparison", "bootstrap_r2", "bootstrap_scores", "compare", "percentile_interval"]
+def paired_combination(results: list, weights: list[float], score: str = "r2_geom", level: float | None = None,
+                       n_boot: int | None = None, seed: int | None = None) -> tuple[float, float, float]:
+    r"""A weighted sum :math:`\sum_k w_k R^2_k` of one score of several results on the same molecules and folds, with its interval.
+
+    A difference of differences, for instance how much a contrast grew between two checkpoints,
+    :math:`(a_2 - b_2) - (a_1 - b_1)`, is ``weights=[1, -1, -1, 1]`` on ``[a2, b2, a1, b1]``: every
+    bootstrap replicate resamples the same molecules for all of them (paired), as :func:`compare` does
+    for two.
+
+    Returns
+    -------
+    (value, lo, hi) : tuple of float
+
+    Examples
+    --------
+    >>> from cpd_core import cpd
+    >>> from cpd_core.synthetic import planted
+    >>> d = planted(n=600, comp_share=0.3, geom_share=0.5, seed=0)
+    >>> rich, poor = cpd(d.H, d.C, d.y, cv=3), cpd(d.H[:, :30], d.C, d.y, cv=3)
+    >>> value, lo, hi = paired_combination([rich, poor], [1, -1])
+    >>> c = compare(rich, poor)
+    >>> bool(np.isclose(value, c.diff) and np.isclose(lo, c.lo) and np.isclose(hi, c.hi))
+    True
+    """
+    if score not in PREDICTION_OF:
+        raise InputError(f"score must be one of {list(PREDICTION_OF)}, got {score!r}")
+    if len(results) != len(weights) or not results:
+        raise InputError(f"{len(results)} results for {len(weights)} weights")
+    first = results[0]
+    for r in results:
+        if r.y is None or not r.oof:
+            raise InputError("a result without out-of-fold predictions cannot be combined; rerun cpd()")
+        if r.y.shape != first.y.shape or not np.array_equal(r.y, first.y) or not np.array_equal(r.fold_of,
+                                                                                                 first.fold_of):
+            raise InputError("the results are not on the same molecules, target and folds")
+    level = first.level if level is None else level
+    n_boot = first.n_boot if n_boot is None else n_boot
+    seed = first.seed if seed is None else seed
+    key = PREDICTION_OF[score]
+    w = np.asarray(weights, dtype=np.float64)
+    reps = bootstrap_r2(first.y, first.fold_of, [r.oof[key] for r in results], n_boot, seed) @ w
+    lo, hi = percentile_interval(reps, level)
+    return float(sum(wk * getattr(r, score) for wk, r in zip(w, results))), lo, hi
+
+
+__all__ = ["Comparison", "bootstrap_r2", "bootstrap_scores", "compare", "paired_combination", "percentile_interval"]

@@ -188,12 +188,16 @@ class EvolutionRun:
     contrasts : pandas.DataFrame
         One row per (arch, snapshot): gap-trained minus U0-trained R²_geom at the same fraction of
         the training budget, with its paired 95 % interval and whether it excludes zero.
+    growth : pandas.DataFrame
+        One row per arch: how much the contrast changed from the first snapshot to the last, a
+        difference of differences with its paired 95 % interval (:func:`cpd_core.intervals.paired_combination`).
     n : int
         Held-out molecules probed.
     """
 
     points: pd.DataFrame
     contrasts: pd.DataFrame
+    growth: pd.DataFrame
     n: int
     results: dict = field(repr=False, default_factory=dict)
 
@@ -234,7 +238,7 @@ def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, 
 
     from cpd_core.datasets import load_qm9
     from cpd_core.extract import features
-    from cpd_core.intervals import compare
+    from cpd_core.intervals import compare, paired_combination
     from cpd_core.models import load
     from cpd_core.models.trained import load_snapshot
     from cpd_core.selection import best_block
@@ -272,14 +276,18 @@ def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, 
         lo, hi = choice.result.ci["r2_geom"]
         points.append({"arch": arch, "trained on": t, "snapshot": i, **info, "block": choice.block,
                        "r2_geom": choice.r2_geom, "r2_geom_lo": lo, "r2_geom_hi": hi})
-    contrasts = []
+    contrasts, growth = [], []
     for arch in archs:
         k = max(i for (a, _, i) in results if a == arch)
         for i in range(1, k + 1):
             c = compare(results[(arch, "gap", i)], results[(arch, "U0", i)])
             contrasts.append({"arch": arch, "snapshot": i, "fraction of budget": i / k, "gap − U0": c.diff,
                               "lo": c.lo, "hi": c.hi, "resolved": c.resolved})
-    return EvolutionRun(pd.DataFrame(points), pd.DataFrame(contrasts), len(dataset), results)
+        ends = [results[(arch, "gap", k)], results[(arch, "U0", k)], results[(arch, "gap", 1)], results[(arch, "U0", 1)]]
+        value, lo, hi = paired_combination(ends, [1, -1, -1, 1])
+        growth.append({"arch": arch, "first": contrasts[-k]["gap − U0"], "last": contrasts[-1]["gap − U0"],
+                       "growth": value, "lo": lo, "hi": hi, "resolved": lo > 0 or hi < 0})
+    return EvolutionRun(pd.DataFrame(points), pd.DataFrame(contrasts), pd.DataFrame(growth), len(dataset), results)
 
 
 def alignment_facts(run, contrasts: pd.DataFrame, maes: pd.DataFrame, evolution: EvolutionRun | None = None) -> dict:
@@ -291,8 +299,9 @@ def alignment_facts(run, contrasts: pd.DataFrame, maes: pd.DataFrame, evolution:
         Counts are ints; scores are formatted strings ("0.53", "+0.17 [+0.14, +0.22]"); ``"n/a"``
         for an architecture that was not run. With ``evolution``
         (:func:`training_evolution`), also the contrast at the first and the last snapshot per
-        architecture (``<arch>_evo_first``, ``<arch>_evo_last``) and how many architectures'
-        contrasts grew (``evo_grew``) over training.
+        architecture (``<arch>_evo_first``, ``<arch>_evo_last``), its change between them with the
+        paired interval (``<arch>_evo_growth``), and in how many architectures that change is
+        resolved above zero (``evo_grew``) or below it (``evo_shrank``).
 
     Examples
     --------
@@ -338,15 +347,17 @@ def alignment_facts(run, contrasts: pd.DataFrame, maes: pd.DataFrame, evolution:
         ev = evolution.contrasts
         facts["evo_archs"] = ", ".join(dict.fromkeys(ev["arch"]))
         facts["evo_n"] = evolution.n
-        grew = 0
         for arch, grp in ev.groupby("arch", sort=False):
             grp = grp.sort_values("snapshot")
             first, last = grp.iloc[0], grp.iloc[-1]
             facts[f"{arch}_evo_first"] = f"{first['gap − U0']:+.2f} [{first['lo']:+.2f}, {first['hi']:+.2f}]"
             facts[f"{arch}_evo_last"] = f"{last['gap − U0']:+.2f} [{last['lo']:+.2f}, {last['hi']:+.2f}]"
             facts[f"{arch}_evo_resolved"] = f"{int(grp['resolved'].sum())} of {len(grp)}"
-            grew += int(last["gap − U0"] > first["gap − U0"])
-        facts["evo_grew"] = grew
+        growth = evolution.growth
+        for _, row in growth.iterrows():
+            facts[f"{row['arch']}_evo_growth"] = f"{row['growth']:+.2f} [{row['lo']:+.2f}, {row['hi']:+.2f}]"
+        facts["evo_grew"] = int((growth["resolved"] & (growth["growth"] > 0)).sum())
+        facts["evo_shrank"] = int((growth["resolved"] & (growth["growth"] < 0)).sum())
     return facts
 
 

@@ -118,6 +118,10 @@ def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatc
         assert contrasts.loc[i, "gap − U0"] == pytest.approx(points.loc[("gap", i), "r2_geom"]
                                                              - points.loc[("U0", i), "r2_geom"])
         assert contrasts.loc[i, "lo"] <= contrasts.loc[i, "gap − U0"] <= contrasts.loc[i, "hi"]
+    growth = run.growth.iloc[0]
+    assert growth["growth"] == pytest.approx(growth["last"] - growth["first"])
+    assert growth["growth"] == pytest.approx(contrasts.loc[2, "gap − U0"] - contrasts.loc[1, "gap − U0"])
+    assert growth["lo"] <= growth["growth"] <= growth["hi"]
     from cpd_core.plots import evolution_plot
 
     left, right = evolution_plot(run).axes
@@ -143,10 +147,13 @@ def test_alignment_facts_quote_the_evolution():
     maes = pd.DataFrame({"ratio": [2.8, 7.1], "n_train": [50000, 50000], "minutes": [20.1, 20.1], "device": ["CPU"] * 2})
     evo = EvolutionRun(pd.DataFrame(), pd.DataFrame({"arch": ["painn"] * 3, "snapshot": [3, 1, 2],
                                                      "gap − U0": [0.25, 0.05, 0.1], "lo": [0.1, -0.05, 0.0],
-                                                     "hi": [0.4, 0.15, 0.2], "resolved": [True, False, False]}), 50)
+                                                     "hi": [0.4, 0.15, 0.2], "resolved": [True, False, False]}),
+                       pd.DataFrame({"arch": ["painn"], "first": [0.05], "last": [0.25], "growth": [0.2],
+                                     "lo": [0.05], "hi": [0.35], "resolved": [True]}), 50)
     run = type("Run", (), {"summary": pd.DataFrame({"n": [500]})})()
     facts = alignment_facts(run, contrasts, maes, evo)
     assert (facts["n_archs"], facts["gap_wins"], facts["u0_over_random"], facts["dip_gap_wins"]) == (2, 2, 1, 0)
     assert facts["mace_diff"] == "+0.30 [+0.20, +0.40]" and facts["mean_gap_minus_u0"] == "0.25"
     assert facts["painn_evo_first"] == "+0.05 [-0.05, +0.15]" and facts["painn_evo_last"] == "+0.25 [+0.10, +0.40]"
-    assert facts["painn_evo_resolved"] == "1 of 3" and facts["evo_grew"] == 1 and facts["evo_n"] == 50
+    assert facts["painn_evo_resolved"] == "1 of 3" and facts["evo_grew"] == 1 and facts["evo_shrank"] == 0
+    assert facts["painn_evo_growth"] == "+0.20 [+0.05, +0.35]" and facts["evo_n"] == 50
