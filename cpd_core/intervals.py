@@ -160,23 +160,9 @@ def compare(a, b, score: str = "r2_geom", level: float | None = None, n_boot: in
     >>> c.resolved, c.diff > 0
     (True, True)
     """
-    if score not in PREDICTION_OF:
-        raise InputError(f"score must be one of {list(PREDICTION_OF)}, got {score!r}")
-    for r in (a, b):
-        if r.y is None or not r.oof:
-            raise InputError("a result without out-of-fold predictions cannot be compared; rerun cpd()")
-    if a.y.shape != b.y.shape or not np.array_equal(a.y, b.y):
-        raise InputError("the two results are not on the same molecules and target (y differs)")
-    if not np.array_equal(a.fold_of, b.fold_of):
-        raise InputError("the two results use different folds: run both with the same cv and seed")
-    level = a.level if level is None else level
-    n_boot = a.n_boot if n_boot is None else n_boot
-    seed = a.seed if seed is None else seed
-    key = PREDICTION_OF[score]
-    reps = bootstrap_r2(a.y, a.fold_of, [a.oof[key], b.oof[key]], n_boot, seed)
-    lo, hi = percentile_interval(reps[:, 0] - reps[:, 1], level)
-    va, vb = getattr(a, score), getattr(b, score)
-    return Comparison(score, va, vb, va - vb, lo, hi, level, len(a.y))
+    diff, lo, hi = paired_combination([a, b], [1, -1], score, level, n_boot, seed)
+    return Comparison(score, getattr(a, score), getattr(b, score), diff, lo, hi,
+                      a.level if level is None else level, len(a.y))
 
 
 def paired_combination(results: list, weights: list[float], score: str = "r2_geom", level: float | None = None,
@@ -210,10 +196,11 @@ def paired_combination(results: list, weights: list[float], score: str = "r2_geo
     first = results[0]
     for r in results:
         if r.y is None or not r.oof:
-            raise InputError("a result without out-of-fold predictions cannot be combined; rerun cpd()")
-        if r.y.shape != first.y.shape or not np.array_equal(r.y, first.y) or not np.array_equal(r.fold_of,
-                                                                                                 first.fold_of):
-            raise InputError("the results are not on the same molecules, target and folds")
+            raise InputError("a result without out-of-fold predictions cannot be compared; rerun cpd()")
+        if r.y.shape != first.y.shape or not np.array_equal(r.y, first.y):
+            raise InputError("the results are not on the same molecules and target (y differs)")
+        if not np.array_equal(r.fold_of, first.fold_of):
+            raise InputError("the results use different folds: run them with the same cv and seed")
     level = first.level if level is None else level
     n_boot = first.n_boot if n_boot is None else n_boot
     seed = first.seed if seed is None else seed

@@ -258,19 +258,17 @@ def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, 
         return best_block(dict(feats), C, y, cv=cv, seed=seed)
 
     points, results = [], {}
-    jobs = [(arch, t, i, step) for arch in archs for t in TRAINED_TARGETS
-            for i, step in enumerate([None] + [s["step"] for s in sorted(read_manifest(arch, t, root)["snapshots"],
-                                                                           key=lambda s: s["step"])])]
+    jobs = [(arch, t, i, snap) for arch in archs for t in TRAINED_TARGETS
+            for i, snap in enumerate([None] + sorted(read_manifest(arch, t, root)["snapshots"], key=lambda s: s["step"]))]
     start = {}
-    for arch, t, i, step in tqdm(jobs, desc="snapshots", disable=not progress):
-        if step is None:  # the random-init twin: the same start for both runs, probed once
+    for arch, t, i, snap in tqdm(jobs, desc="snapshots", disable=not progress):
+        if snap is None:  # the random-init twin: the same start for both runs, probed once
             if arch not in start:
                 start[arch] = probe(load(f"{arch}-qm9-random", device=device))
             choice, info = start[arch], {"step": 0, "epochs": 0.0, "minutes": 0.0, "val MAE (meV)": np.nan}
         else:
-            snap = next(s for s in read_manifest(arch, t, root)["snapshots"] if s["step"] == step)
-            choice = probe(load_snapshot(arch, t, step, root=root, device=device))
-            info = {"step": step, "epochs": snap.get("epochs", snap["epoch"]), "minutes": snap["minutes"],
+            choice = probe(load_snapshot(arch, t, snap["step"], root=root, device=device))
+            info = {"step": snap["step"], "epochs": snap.get("epochs", snap["epoch"]), "minutes": snap["minutes"],
                     "val MAE (meV)": snap["val_mae_meV"]}
         results[(arch, t, i)] = choice.result
         lo, hi = choice.result.ci["r2_geom"]
