@@ -179,7 +179,7 @@ def _ridge_folds(H, C, y, fold_of, cv, fit_projection, standardize, grid, select
 
 
 def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str = "train",
-        standardize: bool = True, alphas=None, select: str = "loo", level: float = 0.95,
+        standardize: bool = True, alphas=None, select: str = "folds", level: float = 0.95,
         n_boot: int = 1000, clip: bool = True) -> CPDResult:
     r"""Composition Projection Decomposition of one target.
 
@@ -210,10 +210,13 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
         Ridge penalties: ``None`` the default grid (:data:`~cpd_core.probes.RIDGE_ALPHAS`), a
         sequence that grid, one number a fixed penalty. The held-out R² of every penalty is kept
         (:attr:`CPDResult.curve`).
-    select : {"loo", "gcv"}
-        How ridge chooses its penalty inside each training fold: exact leave-one-out (default;
-        scikit-learn ``RidgeCV``'s rule, one more pass over the training rows per fold) or
-        generalised cross-validation (free, but fooled by high-leverage rows: see :mod:`cpd_core.ridge`).
+    select : {"folds", "loo", "gcv"}
+        How ridge chooses its penalty inside each training fold: ``"folds"`` (default) by the
+        held-out error over the training fold's own folds (each of the other ``cv - 1`` folds held out
+        in turn: a nested cross-validation, as cheap as GCV here); ``"loo"`` by exact leave-one-out
+        (scikit-learn ``RidgeCV``'s rule; a d x d product per training row, about 3x the cost); or
+        ``"gcv"``, generalised cross-validation (free, but fooled by high-leverage rows). See
+        :mod:`cpd_core.ridge`.
     level, n_boot : float, int
         Coverage and bootstrap replicates of the intervals (:attr:`CPDResult.ci`).
     clip : bool

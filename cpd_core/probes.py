@@ -5,9 +5,10 @@ Three probe families, as in the paper:
 ``"ridge"``
     Linear ridge regression, :math:`\min_w \|y - Xw - b\|^2 + \alpha\|w\|^2`,
     with :math:`\alpha` chosen per training fold over the grid :data:`RIDGE_ALPHAS`.
-    :func:`cpd_core.cpd` runs it in closed form (:mod:`cpd_core.ridge`: exact leave-one-out by
-    default, generalised cross-validation with ``select="gcv"``); :func:`make_probe` returns the
-    equivalent row-wise scikit-learn pipeline (``RidgeCV``, leave-one-out) for use elsewhere.
+    :func:`cpd_core.cpd` runs it in closed form (:mod:`cpd_core.ridge`: penalty by inner folds by
+    default, exact leave-one-out with ``select="loo"``, generalised cross-validation with
+    ``select="gcv"``); :func:`make_probe` returns the row-wise scikit-learn pipeline of
+    ``select="loo"`` (``RidgeCV``) for use elsewhere.
     The primary CPD metric: a ridge probe can only read what is *linearly*
     accessible.
 ``"mlp"``

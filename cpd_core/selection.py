@@ -99,7 +99,7 @@ class BlockChoice:
 
 
 def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv: int = 5, seed: int = 0,
-               alphas=None, select: str = "loo", standardize: bool = True, level: float = 0.95,
+               alphas=None, select: str = "folds", standardize: bool = True, level: float = 0.95,
                n_boot: int = 1000) -> BlockChoice:
     """Nested choice of the most informative block for one target (see the module docstring).
 

@@ -1,6 +1,7 @@
 """Closed-form ridge CPD (cpd_core.ridge) against the row-wise scikit-learn route, fold by fold."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
@@ -77,6 +78,61 @@ def test_loo_selection_equals_ridgecv(data, geom):
         assert fit.r2[fit.chosen] == pytest.approx(ref, abs=1e-8)
 
 
+def _inner_folds_reference(H, C, y, fold_of, train, geom, alphas):
+    """Inner-fold MSE per penalty, row-wise: the outer training set standardised once (projection and
+    clipped scaler fit on it), then ``Ridge(alpha)`` refit on all but one training fold, scored on it."""
+    tr = np.isin(fold_of, train)
+    X = H[tr]
+    if geom:
+        X = CompositionProjector().fit(C[tr], H[tr]).transform(C[tr], H[tr])
+    Z, y_tr, f_tr = ClippedStandardScaler().fit_transform(X), y[tr], fold_of[tr]
+    mse = []
+    for alpha in alphas:
+        sq = sum(np.sum((y_tr[f_tr == g] - Ridge(alpha=alpha).fit(Z[f_tr != g], y_tr[f_tr != g])
+                         .predict(Z[f_tr == g])) ** 2) for g in train)
+        mse.append(sq / tr.sum())
+    return np.array(mse)
+
+
+@pytest.mark.parametrize("geom", [True, False])
+def test_inner_folds_criterion_equals_explicit_refits(data, geom):
+    """select="folds": the criterion is the pooled inner-fold MSE of explicit scikit-learn refits."""
+    H, C, y = data.H, data.C, data.y
+    fold_of = fold_labels(len(y), 5, seed=4)
+    rf = RidgeFolds(H, C, y, fold_of)
+    for fold in (0, 3):
+        train = [g for g in range(5) if g != fold]
+        fit = rf.fit(train, fold, FIXED, geom=geom, select="folds")
+        ref = _inner_folds_reference(H, C, y, fold_of, train, geom, FIXED)
+        np.testing.assert_allclose(fit.criterion, ref, rtol=1e-8)
+        assert fit.chosen == int(np.argmin(ref))
+
+
+def test_inner_folds_with_constant_columns_and_wide_blocks():
+    """Dropped constant columns and more columns than rows: still the explicit refits' criterion."""
+    rng = np.random.default_rng(11)
+    n, d = 80, 120
+    C = np.column_stack([rng.integers(0, 4, size=(n, 2)), np.ones(n)])
+    H = rng.normal(size=(n, d))
+    H[:, 5] = 2.0                                         # constant: dropped by the scaler
+    y = H[:, :4].sum(axis=1) + C[:, 0] + 0.3 * rng.normal(size=n)
+    fold_of = fold_labels(n, 4, seed=0)
+    rf = RidgeFolds(H, C, y, fold_of)
+    for geom in (True, False):
+        fit = rf.fit([1, 2, 3], 0, FIXED, geom=geom, select="folds")
+        np.testing.assert_allclose(fit.criterion, _inner_folds_reference(H, C, y, fold_of, [1, 2, 3], geom, FIXED),
+                                   rtol=1e-7)
+
+
+def test_inner_folds_with_one_training_fold_falls_back_to_loo(data):
+    H, C, y = data.H, data.C, data.y
+    fold_of = fold_labels(len(y), 2, seed=0)
+    rf = RidgeFolds(H, C, y, fold_of)
+    folds = rf.fit([1], 0, FIXED, select="folds")
+    loo = rf.fit([1], 0, FIXED, select="loo")
+    np.testing.assert_allclose(folds.criterion, loo.criterion)
+
+
 def test_gcv_criterion_is_the_closed_form(data):
     """GCV from (s, q) equals RSS / n / (1 - tr(hat)/n)² computed from explicit fits."""
     H, C, y = data.H, data.C, data.y
@@ -92,20 +148,26 @@ def test_gcv_criterion_is_the_closed_form(data):
         assert crit == pytest.approx(rss / n / (1 - (np.trace(hat) + 1) / n) ** 2, rel=1e-8)
 
 
-def test_cpd_default_is_loo_and_reports_curve(data):
+def test_cpd_default_is_inner_folds_and_reports_curve(data):
     res = cpd(data.H, data.C, data.y, cv=5, seed=0)
-    loo = cpd(data.H, data.C, data.y, cv=5, seed=0, select="gcv")
+    gcv = cpd(data.H, data.C, data.y, cv=5, seed=0, select="gcv")
+    loo = cpd(data.H, data.C, data.y, cv=5, seed=0, select="loo")
     assert res.curve is not None and len(res.curve) == 5 * len(RIDGE_ALPHAS)
     # the chosen penalty's held-out score is the curve's value there
     for fold, row in res.folds.iterrows():
         at = res.curve[(res.curve["fold"] == fold) & np.isclose(res.curve["alpha"], row["alpha_geom"])]
         assert at["r2_geom"].iloc[0] == pytest.approx(row["r2_geom"], abs=1e-12)
-    assert abs(res.r2_geom - loo.r2_geom) < 0.01          # GCV close here (no high-leverage rows)
-    for fold in range(5):                                   # the default is RidgeCV's exact LOO
-        tr, te = res.fold_of != fold, res.fold_of == fold
+    # the rules agree closely here (no high-leverage rows)
+    assert abs(res.r2_geom - gcv.r2_geom) < 0.01 and abs(res.r2_geom - loo.r2_geom) < 0.01
+    pd.testing.assert_frame_equal(res.folds, cpd(data.H, data.C, data.y, cv=5, seed=0, select="folds").folds)
+    for fold in range(5):                                   # the inner-fold choice, row-wise
+        train = [g for g in range(5) if g != fold]
+        ref = _inner_folds_reference(data.H, data.C, data.y, res.fold_of, train, True, RIDGE_ALPHAS)
+        assert res.folds.loc[fold, "alpha_geom"] == RIDGE_ALPHAS[int(np.argmin(ref))]
+    for fold in range(5):                                   # select="loo" is RidgeCV's exact LOO
         _, model = _rowwise(data.H, data.C, data.y, res.fold_of, fold, True,
                             Pipeline([("s", ClippedStandardScaler()), ("r", RidgeCV(alphas=RIDGE_ALPHAS))]))
-        assert res.folds.loc[fold, "alpha_geom"] == model[-1].alpha_
+        assert loo.folds.loc[fold, "alpha_geom"] == model[-1].alpha_
 
 
 def test_loo_is_not_worse_than_gcv_with_high_leverage_columns():
@@ -227,10 +289,33 @@ def test_loo_choices_equal_ridgecv_on_real_features(tmp_path, monkeypatch):
     qm9 = load_qm9(n=160, seed=1)
     H = features(ANI2xAEV(), qm9, device="cpu", progress=False)["aev"]
     C, y = qm9.composition(), qm9.targets["gap"].to_numpy()
-    res = cpd(H, C, y, cv=4, seed=0)
+    res = cpd(H, C, y, cv=4, seed=0, select="loo")
     for fold in range(4):
         for key, geom in (("alpha_geom", True), ("alpha_full", False)):
             r2, model = _rowwise(H.astype(np.float64), C, y, res.fold_of, fold, geom,
                                  Pipeline([("s", ClippedStandardScaler()), ("r", RidgeCV(alphas=RIDGE_ALPHAS))]))
             assert res.folds.loc[fold, key] == model[-1].alpha_
             assert res.folds.loc[fold, "r2_" + key.split("_")[1]] == pytest.approx(r2, abs=1e-6)
+
+
+@pytest.mark.parametrize("geom", [True, False])
+def test_columns_zero_on_every_training_row_are_dropped_as_row_wise(geom):
+    """An element (and the feature columns it alone switches on) present only in the held-out fold:
+    the row-wise route sees exact zeros on the training rows and drops those columns; so must the
+    Gram route, whose residual there is round-off (regression: AEV columns of fluorine)."""
+    rng = np.random.default_rng(5)
+    n = 200
+    fold_of = fold_labels(n, 4, seed=0)
+    rare = (fold_of == 0) & (rng.random(n) < 0.3)
+    C = np.column_stack([rng.integers(1, 6, n), rare.astype(float), np.ones(n)])
+    H = rng.normal(size=(n, 8))
+    H[:, 6] = np.where(rare, 1e-3 * rng.random(n), 0.0)
+    H[:, 7] = np.where(rare, 5 + rng.random(n), 0.0)
+    y = H[:, 0] + C[:, 0] + 0.2 * rng.normal(size=n)
+    fit = RidgeFolds(H, C, y, fold_of).fit([1, 2, 3], 0, FIXED, geom=geom)
+    ref_keep = 6
+    assert fit.n_kept == ref_keep
+    for alpha, r2 in zip(FIXED, fit.r2):
+        ref, _ = _rowwise(H, C, y, fold_of, 0, geom, Pipeline([("s", ClippedStandardScaler()),
+                                                                 ("r", Ridge(alpha=alpha))]))
+        assert r2 == pytest.approx(ref, abs=1e-8)

@@ -22,7 +22,8 @@ def test_pure_noise_nested_is_near_zero_while_naive_max_is_biased_up():
         naive.append(choice.naive_r2_geom)
     assert -0.08 < np.mean(nested) < 0.01               # held-out R² of noise: slightly below 0
     assert np.mean(naive) > np.mean(nested) + 0.005      # the maximum of 12 noisy scores
-    assert all(b >= a for a, b in zip(nested, naive))
+    # not a theorem per seed (other blocks win other folds), but the rule: the naive maximum is higher
+    assert sum(b > a for a, b in zip(nested, naive)) >= 5
 
 
 def test_one_informative_block_among_many_is_found_on_every_fold():
