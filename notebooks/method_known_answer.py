@@ -20,10 +20,11 @@ coverage_n = None
 coverage_seeds = None
 
 # %% tags=["hide-input"]
-from cpd_core.experiments.method_known_answer import compositional_inflation, interval_coverage, planted_recovery
+from cpd_core.experiments.method_known_answer import (compositional_inflation, interval_coverage, method_facts,
+                                                     planted_recovery, recovery_counts)
 from cpd_core.plots import fold_strip, recovery_plot
 from cpd_core.experiments.scales import at_scale
-from cpd_core.report import format_interval, glue, table
+from cpd_core.report import glue, table
 
 n_molecules, coverage_n, coverage_seeds = at_scale("method_known_answer", scale, n_molecules=n_molecules,
                                                    coverage_n=coverage_n, coverage_seeds=coverage_seeds)
@@ -53,32 +54,10 @@ recovery_plot(summary, folds)
 # The largest gap between the ridge probe's R²_geom and the true value over all planted shares,
 # and at how many shares each probe's interval covers the truth or lies above it:
 
-# %% tags=["hide-input"]
+# %%
 ridge = summary[summary["probe"] == "ridge"]
-max_gap = (ridge["r2_geom"] - ridge["r2_geom_true"]).abs().max()
-covers = summary.assign(covers=(summary["r2_geom_lo"] <= summary["r2_geom_true"])
-                        & (summary["r2_geom_true"] <= summary["r2_geom_hi"]),
-                        above=summary["r2_geom_lo"] > summary["r2_geom_true"])
-counts = covers.groupby("probe", sort=False)[["covers", "above"]].sum()
-glue("max_gap", f"{max_gap:.3f}")
-glue("n_shares", len(geom_shares))
-for probe, row in counts.iterrows():
-    glue(f"covers_{probe}", int(row["covers"]))
-    glue(f"above_{probe}", int(row["above"]))
-# where the ridge interval misses the truth, on which side and by how much
-below = ridge[ridge["r2_geom_hi"] < ridge["r2_geom_true"]]
-above = ridge[ridge["r2_geom_lo"] > ridge["r2_geom_true"]]
-misses = []
-if len(below):
-    misses.append(f"at {len(below)} it lies below the truth, by at most "
-                  f"{(below['r2_geom_true'] - below['r2_geom_hi']).max():.3f}: the small downward bias of a "
-                  "fitted probe measured in the last section")
-if len(above):
-    misses.append(f"at {len(above)} it lies above the truth, by at most "
-                  f"{(above['r2_geom_lo'] - above['r2_geom_true']).max():.3f}")
-glue("ridge_misses", "; ".join(misses) if misses else "it misses at none")
-print(f"max |R²_geom(ridge) - true| = {max_gap:.3f}")
-table(counts, labels={"covers": "interval covers the truth", "above": "interval above the truth"})
+print(f"max |R²_geom(ridge) - true| = {(ridge['r2_geom'] - ridge['r2_geom_true']).abs().max():.3f}")
+table(recovery_counts(summary), labels={"covers": "interval covers the truth", "above": "interval above the truth"})
 
 # %% [markdown]
 # ## A purely compositional target
@@ -101,22 +80,13 @@ table(inflation[["probe", "r2_comp", "r2_comp_lo", "r2_comp_hi", "r2_full", "r2_
 fold_strip(inflation_folds, by="probe", summary=inflation)
 
 # %% [markdown]
-# The values quoted in the text below are recorded here from this run.
-
-# %% tags=["hide-input"]
-by_probe = inflation.set_index("probe")
-for probe in ("ridge", "mlp", "gbt"):
-    row = by_probe.loc[probe]
-    glue(f"inflation_{probe}", format_interval(row["r2_geom"], row["r2_geom_lo"], row["r2_geom_hi"]))
-
-# %% [markdown]
 # ## How far to trust the interval
 #
 # The interval of every score above is a percentile bootstrap over molecules of the out-of-fold
 # predictions, stratified by fold (`cpd_core.intervals`). Here it is checked against a known
 # answer: for `coverage_seeds` independently drawn planted data sets at each size in
 # `coverage_n` (planted shares 0.3 composition, 0.4 geometry), ridge CPD with the same seed (penalty
-# by leave-one-out, the default), and
+# by inner folds, the default), and
 # whether the 95 % interval of R²_geom contains that data set's true share. The table gives the
 # coverage (with its Wilson 95 % interval over seeds), the mean width, the mean bias
 # (estimate − truth, with its 95 % interval over seeds), the spread of the error over seeds
@@ -129,19 +99,12 @@ table(coverage, intervals=["coverage", "bias"],
               "implied_se": "implied s.e.", "width": "mean width"})
 
 # %% [markdown]
-# The values quoted in the text below are recorded here from this run.
+# The values quoted in the text below come from `method_facts` (tested in
+# `tests/experiments/test_method_known_answer.py`).
 
 # %% tags=["hide-input"]
-for label, row in (("small", coverage.iloc[0]), ("large", coverage.iloc[-1])):
-    glue(f"cov_n_{label}", int(row["n"]))
-    glue(f"cov_{label}", format_interval(row["coverage"], row["coverage_lo"], row["coverage_hi"], 2))
-    glue(f"cov_width_{label}", f"{row['width']:.3f}")
-    glue(f"cov_bias_{label}", format_interval(row["bias"], row["bias_lo"], row["bias_hi"]))
-    glue(f"cov_error_sd_{label}", f"{row['error_sd']:.3f}")
-    glue(f"cov_implied_se_{label}", f"{row['implied_se']:.3f}")
-glue("cov_seeds", int(coverage["seeds"].iloc[0]))
-glue("cov_d", int(coverage["d"].iloc[0]))
-glue("n_mol", n_molecules)
+for name, value in method_facts(summary, inflation, coverage).items():
+    glue(name, value)
 
 # %% [markdown]
 # ## What this shows

@@ -10,6 +10,7 @@ The chapter's numbers come in three steps: :func:`representation_results` (one
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -26,24 +27,40 @@ from cpd_core.intervals import compare
 #: The compositional control named by earlier versions (molecular mass, exactly linear in counts).
 CONTROL = MASS
 
+#: How each penalty rule is named in the variants (``select`` of :func:`~cpd_core.cpd`).
+RULES = {"inner CV": "folds", "LOO": "loo", "GCV": "gcv"}
+#: The rule of :func:`~cpd_core.cpd`'s defaults.
+DEFAULT_RULE = "inner CV"
+SCALERS = {"clipped": {}, "plain": {"clip": False}}
+PROJECTIONS = {"train folds": {}, "all rows": {"fit_projection": "all"}}
+
+
+def variant_name(scaler: str = "clipped", projection: str = "train folds", rule: str = DEFAULT_RULE) -> str:
+    """``"<scaler> · <projection> · <rule>"``, with ``" (default)"`` for :func:`~cpd_core.cpd`'s defaults.
+
+    >>> variant_name(rule="GCV")
+    'clipped · train folds · GCV'
+    """
+    name = f"{scaler} · {projection} · {rule}"
+    return name + " (default)" if (scaler, projection, rule) == ("clipped", "train folds", DEFAULT_RULE) else name
+
+
 #: The ridge variant every other one is compared with: :func:`~cpd_core.cpd`'s defaults (clipped
-#: standardiser, projection fit on the training folds, penalty by exact leave-one-out).
-DEFAULT_VARIANT = "clipped · train folds · LOO (default)"
+#: standardiser, projection fit on the training folds, penalty by inner folds).
+DEFAULT_VARIANT = variant_name()
+
+#: The same probe with the penalty chosen by exact leave-one-out (scikit-learn ``RidgeCV``'s rule).
+LOO_VARIANT = variant_name(rule="LOO")
 
 #: The same probe with the penalty chosen by generalised cross-validation, the free alternative.
-GCV_VARIANT = "clipped · train folds · GCV"
+GCV_VARIANT = variant_name(rule="GCV")
 
 #: Ridge variants of :func:`ridge_variants`: name → keyword arguments of :func:`~cpd_core.cpd`.
-RIDGE_VARIANTS = {
-    DEFAULT_VARIANT: {},
-    GCV_VARIANT: {"select": "gcv"},
-    "clipped · all rows · LOO": {"fit_projection": "all", "select": "loo"},
-    "clipped · all rows · GCV": {"fit_projection": "all", "select": "gcv"},
-    "plain · train folds · LOO": {"clip": False, "select": "loo"},
-    "plain · train folds · GCV": {"clip": False, "select": "gcv"},
-    "plain · all rows · LOO": {"clip": False, "fit_projection": "all", "select": "loo"},
-    "plain · all rows · GCV": {"clip": False, "fit_projection": "all", "select": "gcv"},
-}
+RIDGE_VARIANTS = {variant_name(sc, pr, ru): {**SCALERS[sc], **PROJECTIONS[pr], "select": RULES[ru]}
+                  for sc in SCALERS for pr in PROJECTIONS for ru in RULES}
+
+#: variant name → (scaler, projection, rule)
+VARIANT_PARTS = {variant_name(sc, pr, ru): (sc, pr, ru) for sc in SCALERS for pr in PROJECTIONS for ru in RULES}
 
 
 def representation_results(qm9: Dataset, H: np.ndarray, targets: Sequence[str] = ("gap", "dipole"),
@@ -138,10 +155,11 @@ def ridge_variants(qm9: Dataset, H: np.ndarray, target: str = "gap", cv: int = 5
     ``clipped`` (:class:`~cpd_core.probes.ClippedStandardScaler`, the default) or ``plain``
     (``clip=False``: z-scoring with training statistics, held-out values unbounded, as
     scikit-learn's ``StandardScaler``); projection fit on the ``train folds`` (default) or on
-    ``all rows``; penalty chosen by exact ``LOO`` (default, ``select="loo"``, the rule of
-    scikit-learn's ``RidgeCV``) or ``GCV`` (``select="gcv"``: free, but it replaces every
-    molecule's leverage by the mean and can pick far too small a penalty when a few molecules
-    have leverage near 1, see :mod:`cpd_core.ridge`). All run the closed-form ridge of
+    ``all rows``; penalty chosen by ``inner CV`` (default, ``select="folds"``: held-out error over
+    the training fold's own folds), exact ``LOO`` (``select="loo"``, the rule of scikit-learn's
+    ``RidgeCV``) or ``GCV`` (``select="gcv"``: free, but it replaces every molecule's leverage by
+    the mean and can pick far too small a penalty when a few molecules have leverage near 1, see
+    :mod:`cpd_core.ridge`). All run the closed-form ridge of
     :func:`~cpd_core.cpd` on the same folds. ``variants`` picks some of them by name (default: all).
 
     Returns
@@ -199,6 +217,232 @@ def variant_comparisons(results: Mapping[str, CPDResult], baseline: str = DEFAUL
                          for name, res in results.items() if name != baseline])
 
 
-__all__ = ["CONTROL", "DEFAULT_VARIANT", "GCV_VARIANT", "RIDGE_VARIANTS", "molecular_mass", "probe_comparisons",
-           "representation_cpd", "representation_results", "result_tables", "ridge_variants",
-           "variant_comparisons"]
+def rule_comparisons(variants: Mapping[str, CPDResult], score: str = "r2_geom") -> pd.DataFrame:
+    """The penalty rule alone: each variant minus the default rule's variant with the same scaler and
+    projection, paired (columns as :func:`probe_comparisons`, plus ``scaler``, ``projection``,
+    ``rule`` and the median penalty each side chose, ``alpha_a`` and ``alpha_b``, for the score's
+    probe)."""
+    key = "alpha_full" if score == "r2_full" else "alpha_geom"
+    rows = []
+    for name, res in variants.items():
+        scaler, projection, rule = VARIANT_PARTS[name]
+        partner = variant_name(scaler, projection, DEFAULT_RULE)
+        if rule == DEFAULT_RULE or partner not in variants:
+            continue
+        rows.append({"scaler": scaler, "projection": projection, "rule": rule,
+                     **_comparison_row(name, res, partner, variants[partner], score),
+                     "alpha_a": float(res.folds[key].median()), "alpha_b": float(variants[partner].folds[key].median())})
+    return pd.DataFrame(rows)
+
+
+def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Our ridge and MLP R²_geom of the gap (with intervals and the worst fold) beside the paper's ANI-2x values."""
+    from cpd_core.paper import paper_value
+
+    ours = summary.set_index(["target", "probe"])
+    table = pd.DataFrame([
+        {"target": "gap", "probe": probe, "paper R²_geom": paper_value("r2_geom", "ANI-2x", "gap", probe),
+         "ours R²_geom": ours.loc[("gap", probe), "r2_geom"], "ours R²_geom_lo": ours.loc[("gap", probe), "r2_geom_lo"],
+         "ours R²_geom_hi": ours.loc[("gap", probe), "r2_geom_hi"],
+         "ours worst fold": ours.loc[("gap", probe), "r2_geom_worst_fold"]}
+        for probe in ("ridge", "mlp") if ("gap", probe) in ours.index
+    ])
+    table["paper inside our interval"] = table["paper R²_geom"].between(table["ours R²_geom_lo"],
+                                                                        table["ours R²_geom_hi"])
+    return table
+
+
+@dataclass
+class AEVRun:
+    """Everything the ANI-2x chapter shows, from one :func:`aev_chapter` call.
+
+    Attributes
+    ----------
+    n, n_varying : int
+        Molecules, and AEV columns not constant over them.
+    results : dict
+        (target, probe) → CPDResult, controls included (:func:`representation_results`).
+    summary, folds : pandas.DataFrame
+        :func:`result_tables` of ``results``.
+    probes_vs_ridge : pandas.DataFrame
+        :func:`probe_comparisons`.
+    variants : dict
+        Ridge variant → CPDResult on the gap (:func:`ridge_variants`).
+    variant_summary, variant_folds, variant_diffs : pandas.DataFrame
+        Their tables, and every variant minus the default (:func:`variant_comparisons`).
+    rules : pandas.DataFrame
+        The penalty rule alone on R²_geom of the gap (:func:`rule_comparisons`).
+    rules_full : pandas.DataFrame
+        The penalty rule on R²_full, per target (clipped, train folds): :func:`rule_comparisons`
+        with ``score="r2_full"`` and a ``target`` column.
+    rule_variants : dict
+        target → {variant → CPDResult} behind ``rules_full``.
+    paper : pandas.DataFrame
+        :func:`paper_table`.
+    """
+
+    n: int
+    n_varying: int
+    results: dict
+    summary: pd.DataFrame
+    folds: pd.DataFrame
+    probes_vs_ridge: pd.DataFrame
+    variants: dict
+    variant_summary: pd.DataFrame
+    variant_folds: pd.DataFrame
+    variant_diffs: pd.DataFrame
+    rules: pd.DataFrame
+    rules_full: pd.DataFrame
+    rule_variants: dict
+    paper: pd.DataFrame
+
+
+def aev_chapter(qm9: Dataset, H: np.ndarray, targets: Sequence[str] = ("gap", "dipole"), cv: int = 5,
+                seed: int = 0, probes: Sequence[str] = ("ridge", "mlp", "gbt"), progress: bool = False) -> AEVRun:
+    """The ANI-2x chapter's computations: probes × targets with controls, ridge variants on the gap,
+    the penalty rules on every target, the paper's values; all on the same folds."""
+    results = representation_results(qm9, H, targets=targets, probes=probes, cv=cv, seed=seed, progress=progress)
+    summary, folds = result_tables(results)
+    variants = ridge_variants(qm9, H, target="gap", cv=cv, seed=seed)
+    variant_summary, variant_folds = result_tables(variants, names=("variant",))
+    rule_set = [DEFAULT_VARIANT, LOO_VARIANT, GCV_VARIANT]
+    rule_variants = {t: ({k: variants[k] for k in rule_set} if t == "gap" else
+                         ridge_variants(qm9, H, target=t, cv=cv, seed=seed, variants=rule_set)) for t in targets}
+    rules_full = pd.concat([rule_comparisons(v, score="r2_full").assign(target=t) for t, v in rule_variants.items()],
+                           ignore_index=True)
+    return AEVRun(n=len(qm9), n_varying=int((np.asarray(H).std(axis=0) > 0).sum()), results=results,
+                  summary=summary, folds=folds, probes_vs_ridge=probe_comparisons(results), variants=variants,
+                  variant_summary=variant_summary, variant_folds=variant_folds,
+                  variant_diffs=variant_comparisons(variants), rules=rule_comparisons(variants),
+                  rules_full=rules_full, rule_variants=rule_variants, paper=paper_table(summary))
+
+
+def _verdict(table: pd.DataFrame, name_a: str, name_b: str, **where) -> str:
+    from cpd_core.intervals import Comparison
+
+    rows = table.loc[(table[list(where)] == pd.Series(where)).all(axis=1)]
+    if rows.empty:
+        raise InputError(f"no comparison where {where}")
+    row = rows.iloc[0]
+    return Comparison(row["score"], row["value_a"], row["value_b"], row["diff"], row["diff_lo"], row["diff_hi"],
+                      0.95, row["n"]).verdict(name_a, name_b)
+
+
+def aev_facts(run: AEVRun) -> dict:
+    """The numbers the ANI-2x chapter's prose quotes, from its :func:`aev_chapter` run.
+
+    Returns
+    -------
+    dict of str to str or int
+        Scores as ``"value [lo, hi]"`` (95 % intervals), penalties with 3 significant digits, and
+        sentences from paired intervals (:meth:`cpd_core.Comparison.verdict`) for every claim that
+        one setting scores higher than another.
+    """
+    from cpd_core.experiments.controls import MASS_PER_ATOM, SHUFFLED
+    from cpd_core.paper import paper_value
+    from cpd_core.report import format_interval, sign_word
+
+    ours = run.summary.set_index(["target", "probe"])
+    vs = run.variant_summary.set_index("variant")
+    first = run.summary["target"].iloc[0]
+
+    def score(target, probe, key="r2_geom"):
+        row = ours.loc[(target, probe)]
+        return format_interval(row[key], row[f"{key}_lo"], row[f"{key}_hi"])
+
+    def variant_score(name, key="r2_geom"):
+        return format_interval(*(vs.loc[name, k] for k in (key, f"{key}_lo", f"{key}_hi")))
+
+    def alpha(name):
+        return f"{vs.loc[name, 'alpha_geom_median']:.3g}"
+
+    def rule_verdict(rule, scaler="clipped", projection="train folds", table=None, **where):
+        table = run.rules if table is None else table
+        return _verdict(table, rule, DEFAULT_RULE, rule=rule, scaler=scaler, projection=projection, **where)
+
+    def where_paper(probe):
+        row = run.paper.set_index("probe").loc[probe]
+        return "inside our interval" if row["paper inside our interval"] else "outside our interval"
+
+    plain, plain_gcv = variant_name("plain"), variant_name("plain", rule="GCV")
+    allrows, allrows_gcv = variant_name(projection="all rows"), variant_name(projection="all rows", rule="GCV")
+    full = run.rules_full.set_index(["target", "rule"])
+    shuffled = SHUFFLED.format(first)
+    controls = [MASS, MASS_PER_ATOM, shuffled]
+    ridge_controls = ours.loc[[(c, "ridge") for c in controls]]
+    nonlinear_chance = ours.loc[[(shuffled, p) for p in ("mlp", "gbt")]]
+    dipole = "dipole" in run.rule_variants
+    facts = {
+        "n_mol": run.n,
+        "n_varying": run.n_varying,
+        "paper_ridge_gap": f"{paper_value('r2_geom', 'ANI-2x', 'gap', 'ridge'):+.3f}",
+        "paper_mlp_gap": f"{paper_value('r2_geom', 'ANI-2x', 'gap', 'mlp'):+.3f}",
+        "paper_ridge_where": where_paper("ridge"),
+        "paper_mlp_where": where_paper("mlp"),
+        "paper_inflation": f"{paper_value('r2_geom_tree_inflation_low', 'compositional target', '-', 'gbt'):.2f}–"
+                           f"{paper_value('r2_geom_tree_inflation_high', 'compositional target', '-', 'gbt'):.2f}",
+        "ridge_gap": score("gap", "ridge"),
+        "ridge_gap_sign": sign_word(ours.loc[("gap", "ridge"), "r2_geom"]),
+        "ridge_gap_width": f"{np.subtract(*ours.loc[('gap', 'ridge'), ['r2_geom_hi', 'r2_geom_lo']]):.3f}",
+        "ridge_gap_loo": variant_score(LOO_VARIANT),
+        "loo_vs_default_gap": rule_verdict("LOO"),
+        "ridge_gap_gcv": variant_score(GCV_VARIANT),
+        "gcv_vs_default_gap": rule_verdict("GCV"),
+        "default_alpha": alpha(DEFAULT_VARIANT),
+        "loo_alpha": alpha(LOO_VARIANT),
+        "gcv_alpha": alpha(GCV_VARIANT),
+        "allrows_gcv": variant_score(allrows_gcv),
+        "allrows_gcv_alpha": f"{vs.loc[allrows_gcv, 'alpha_geom_median']:.2g}",
+        "allrows_default": variant_score(allrows),
+        "allrows_default_alpha": alpha(allrows),
+        "allrows_loo": variant_score(variant_name(projection="all rows", rule="LOO")),
+        "gcv_vs_default_allrows": rule_verdict("GCV", projection="all rows"),
+        "loo_vs_default_allrows": rule_verdict("LOO", projection="all rows"),
+        "allrows_vs_train": _verdict(run.variant_diffs, "all rows", "train folds", a=allrows),
+        "mlp_gap": score("gap", "mlp"),
+        "mlp_gap_std": f"{ours.loc[('gap', 'mlp'), 'r2_geom_std']:.3f}",
+        "mlp_vs_ridge_gap": _verdict(run.probes_vs_ridge, "MLP", "ridge", target="gap", a="mlp"),
+        "gbt_gap": score("gap", "gbt"),
+        "gbt_vs_ridge_gap": _verdict(run.probes_vs_ridge, "GBT", "ridge", target="gap", a="gbt"),
+        "gcv_vs_default_full_gap": rule_verdict("GCV", table=run.rules_full, target="gap"),
+        "plain_geom": variant_score(plain),
+        "plain_worst": f"{vs.loc[plain, 'r2_geom_worst_fold']:.3g}",
+        "plain_full": variant_score(plain, "r2_full"),
+        "plain_gcv_geom": variant_score(plain_gcv),
+        "plain_gcv_worst": f"{vs.loc[plain_gcv, 'r2_geom_worst_fold']:.3g}",
+        "gcv_vs_default_plain": rule_verdict("GCV", scaler="plain"),
+        "mass_ridge": score(MASS, "ridge"),
+        "mass_mlp": score(MASS, "mlp"),
+        "mass_gbt": score(MASS, "gbt"),
+        "per_atom_comp": score(MASS_PER_ATOM, "ridge", "r2_comp"),
+        "per_atom_ridge": score(MASS_PER_ATOM, "ridge"),
+        "per_atom_mlp": score(MASS_PER_ATOM, "mlp"),
+        "per_atom_gbt": score(MASS_PER_ATOM, "gbt"),
+        "shuffled_ridge": score(shuffled, "ridge"),
+        "shuffled_mlp": score(shuffled, "mlp"),
+        "shuffled_gbt": score(shuffled, "gbt"),
+        "ridge_control_max": f"{ridge_controls[['r2_geom_lo', 'r2_geom_hi']].abs().to_numpy().max():.3f}",
+        "nonlinear_chance": ("lies below zero (both intervals exclude it)" if (nonlinear_chance["r2_geom_hi"] < 0).all()
+                             else "is not resolved from zero for every nonlinear probe at this n"),
+    }
+    if dipole:
+        gcv_dipole = run.rule_variants["dipole"][GCV_VARIANT]
+        facts.update({
+            "ridge_dipole": score("dipole", "ridge"),
+            "mlp_dipole": score("dipole", "mlp"),
+            "gbt_dipole": score("dipole", "gbt"),
+            "ridge_dipole_full": score("dipole", "ridge", "r2_full"),
+            "mlp_vs_ridge_dipole": _verdict(run.probes_vs_ridge, "MLP", "ridge", target="dipole", a="mlp"),
+            "gbt_vs_ridge_dipole": _verdict(run.probes_vs_ridge, "GBT", "ridge", target="dipole", a="gbt"),
+            "gcv_dipole_full": format_interval(gcv_dipole.r2_full, *gcv_dipole.ci["r2_full"]),
+            "gcv_alpha_full_dipole": f"{full.loc[('dipole', 'GCV'), 'alpha_a']:.3g}",
+            "default_alpha_full_dipole": f"{full.loc[('dipole', 'GCV'), 'alpha_b']:.3g}",
+            "gcv_vs_default_full_dipole": rule_verdict("GCV", table=run.rules_full, target="dipole"),
+        })
+    return facts
+
+
+__all__ = ["AEVRun", "CONTROL", "DEFAULT_RULE", "DEFAULT_VARIANT", "GCV_VARIANT", "LOO_VARIANT", "RIDGE_VARIANTS",
+           "aev_chapter", "aev_facts", "molecular_mass", "paper_table", "probe_comparisons", "representation_cpd",
+           "representation_results", "result_tables", "ridge_variants", "rule_comparisons", "variant_comparisons",
+           "variant_name"]

@@ -140,3 +140,59 @@ def interval_coverage(n_values: Sequence[int] = (500, 2000), seeds: int = 100, c
                      "error_sd": err.std(ddof=1), "implied_se": width.mean() / (2 * z), "width": width.mean(),
                      "coverage": grp["covered"].mean(), "coverage_lo": cov_lo, "coverage_hi": cov_hi})
     return pd.DataFrame(rows), runs
+
+
+def recovery_counts(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per probe, at how many planted shares the 95 % interval of R²_geom covers the truth (``covers``)
+    or lies above it (``above``); ``summary`` as :func:`planted_recovery` returns it."""
+    marked = summary.assign(covers=(summary["r2_geom_lo"] <= summary["r2_geom_true"])
+                            & (summary["r2_geom_true"] <= summary["r2_geom_hi"]),
+                            above=summary["r2_geom_lo"] > summary["r2_geom_true"])
+    return marked.groupby("probe", sort=False)[["covers", "above"]].sum().astype(int)
+
+
+def method_facts(recovery: pd.DataFrame, inflation: pd.DataFrame, coverage: pd.DataFrame) -> dict:
+    """The numbers the Method chapter's prose quotes, from its three known-answer tables.
+
+    Parameters
+    ----------
+    recovery, inflation, coverage : pandas.DataFrame
+        The summaries of :func:`planted_recovery`, :func:`compositional_inflation` and
+        :func:`interval_coverage` (its first and last sizes are quoted as ``small`` and ``large``).
+
+    Returns
+    -------
+    dict of str to str or int
+    """
+    from cpd_core.report import format_interval
+
+    ridge = recovery[recovery["probe"] == "ridge"]
+    facts = {"n_mol": int(recovery["n"].iloc[0]),
+             "max_gap": f"{(ridge['r2_geom'] - ridge['r2_geom_true']).abs().max():.3f}",
+             "n_shares": int(recovery["geom_share"].nunique())}
+    for probe, row in recovery_counts(recovery).iterrows():
+        facts[f"covers_{probe}"], facts[f"above_{probe}"] = int(row["covers"]), int(row["above"])
+    # where the ridge interval misses the truth, on which side and by how much
+    below = ridge[ridge["r2_geom_hi"] < ridge["r2_geom_true"]]
+    above = ridge[ridge["r2_geom_lo"] > ridge["r2_geom_true"]]
+    misses = []
+    if len(below):
+        misses.append(f"at {len(below)} it lies below the truth, by at most "
+                      f"{(below['r2_geom_true'] - below['r2_geom_hi']).max():.3f}: the small downward bias of a "
+                      "fitted probe measured in the last section")
+    if len(above):
+        misses.append(f"at {len(above)} it lies above the truth, by at most "
+                      f"{(above['r2_geom_lo'] - above['r2_geom_true']).max():.3f}")
+    facts["ridge_misses"] = "; ".join(misses) if misses else "it misses at none"
+    for probe, row in inflation.set_index("probe").iterrows():
+        facts[f"inflation_{probe}"] = format_interval(row["r2_geom"], row["r2_geom_lo"], row["r2_geom_hi"])
+    for label, row in (("small", coverage.iloc[0]), ("large", coverage.iloc[-1])):
+        facts[f"cov_n_{label}"] = int(row["n"])
+        facts[f"cov_{label}"] = format_interval(row["coverage"], row["coverage_lo"], row["coverage_hi"], 2)
+        facts[f"cov_width_{label}"] = f"{row['width']:.3f}"
+        facts[f"cov_bias_{label}"] = format_interval(row["bias"], row["bias_lo"], row["bias_hi"])
+        facts[f"cov_error_sd_{label}"] = f"{row['error_sd']:.3f}"
+        facts[f"cov_implied_se_{label}"] = f"{row['implied_se']:.3f}"
+    facts["cov_seeds"] = int(coverage["seeds"].iloc[0])
+    facts["cov_d"] = int(coverage["d"].iloc[0])
+    return facts

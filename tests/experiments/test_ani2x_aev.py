@@ -8,9 +8,10 @@ from cpd_core import InputError, cpd
 from cpd_core.composition import composition_matrix
 from cpd_core.datasets import Dataset
 from cpd_core.experiments.controls import MASS, MASS_PER_ATOM
-from cpd_core.experiments.ani2x_aev import (CONTROL, DEFAULT_VARIANT, GCV_VARIANT, molecular_mass,
-                                                  probe_comparisons, representation_cpd, representation_results, result_tables,
-                                                  ridge_variants, variant_comparisons)
+from cpd_core.experiments.ani2x_aev import (CONTROL, DEFAULT_VARIANT, GCV_VARIANT, LOO_VARIANT, aev_chapter,
+                                            aev_facts, molecular_mass, probe_comparisons, representation_cpd,
+                                            representation_results, result_tables, ridge_variants,
+                                            rule_comparisons, variant_comparisons, variant_name)
 from cpd_core.plots import cpd_bars, fold_strip
 from cpd_core.synthetic import planted
 
@@ -110,30 +111,62 @@ def test_targets_not_loaded_raise(subset):
 def test_ridge_variants_run_the_closed_form(subset):
     qm9, H = subset
     variants = ridge_variants(qm9, H, target="gap", cv=3)
-    assert len(variants) == 8 and list(variants)[0] == DEFAULT_VARIANT == "clipped · train folds · LOO (default)"
+    assert len(variants) == 12 and list(variants)[0] == DEFAULT_VARIANT == "clipped · train folds · inner CV (default)"
     C, y = composition_matrix(qm9.numbers), qm9.targets["gap"].to_numpy()
-    # the default variant is cpd's defaults, and those choose the penalty by exact leave-one-out
+    # the default variant is cpd's defaults, and those choose the penalty by inner folds
     pd.testing.assert_frame_equal(variants[DEFAULT_VARIANT].folds, cpd(H, C, y, cv=3).folds)
-    pd.testing.assert_frame_equal(variants[DEFAULT_VARIANT].folds, cpd(H, C, y, cv=3, select="loo").folds)
+    pd.testing.assert_frame_equal(variants[DEFAULT_VARIANT].folds, cpd(H, C, y, cv=3, select="folds").folds)
+    pd.testing.assert_frame_equal(variants[LOO_VARIANT].folds, cpd(H, C, y, cv=3, select="loo").folds)
     pd.testing.assert_frame_equal(variants[GCV_VARIANT].folds, cpd(H, C, y, cv=3, select="gcv").folds)
     pd.testing.assert_frame_equal(variants["plain · train folds · GCV"].folds,
                                   cpd(H, C, y, cv=3, clip=False, select="gcv").folds)
     pd.testing.assert_frame_equal(variants["plain · all rows · LOO"].folds,
                                   cpd(H, C, y, cv=3, clip=False, fit_projection="all", select="loo").folds)
+    pd.testing.assert_frame_equal(variants["plain · all rows · inner CV"].folds,
+                                  cpd(H, C, y, cv=3, clip=False, fit_projection="all").folds)
     assert variants["clipped · all rows · GCV"].fit_projection == "all"
     assert all(res.curve is not None for res in variants.values())   # closed form: validation curves kept
     # the projection choice does not touch the full-feature probe
     np.testing.assert_allclose(variants[DEFAULT_VARIANT].folds["r2_full"],
-                               variants["clipped · all rows · LOO"].folds["r2_full"])
+                               variants["clipped · all rows · inner CV"].folds["r2_full"])
     np.testing.assert_allclose(variants[GCV_VARIANT].folds["r2_full"],
                                variants["clipped · all rows · GCV"].folds["r2_full"])
     summary, folds = result_tables(variants, names=("variant",))
-    assert list(summary["variant"]) == list(variants) and len(folds) == 8 * 3 * 3
+    assert list(summary["variant"]) == list(variants) and len(folds) == 12 * 3 * 3
     fig = fold_strip(folds, by="variant", summary=summary)
     assert len(fig.axes[0].containers) == 1
     table = variant_comparisons(variants)
     assert list(table["a"]) == list(variants)[1:] and set(table["b"]) == {DEFAULT_VARIANT}
     assert (table["diff_lo"] <= table["diff"]).all() and (table["diff"] <= table["diff_hi"]).all()
+    # the rule alone: LOO and GCV against inner CV with the same scaler and projection, 8 pairs
+    rules = rule_comparisons(variants)
+    assert len(rules) == 8 and set(rules["rule"]) == {"LOO", "GCV"}
+    row = rules[(rules["scaler"] == "plain") & (rules["projection"] == "all rows") & (rules["rule"] == "GCV")].iloc[0]
+    assert row["b"] == variant_name("plain", "all rows") == "plain · all rows · inner CV"
+    assert row["diff"] == pytest.approx(variants[row["a"]].r2_geom - variants[row["b"]].r2_geom)
+    assert row["alpha_a"] == variants[row["a"]].folds["alpha_geom"].median()
+
+
+def test_chapter_run_and_its_facts(subset):
+    """aev_chapter computes every table of the page; aev_facts every number its prose quotes."""
+    import re
+    from pathlib import Path
+
+    qm9, H = subset
+    run = aev_chapter(qm9, H, targets=["gap", "dipole"], cv=3, probes=("ridge", "mlp", "gbt"))
+    assert run.n == 150 and run.n_varying == H.shape[1]
+    assert set(run.rules_full["target"]) == {"gap", "dipole"} and len(run.rules_full) == 4
+    assert list(run.paper["probe"]) == ["ridge", "mlp"]
+    facts = aev_facts(run)
+    used = set(re.findall(r"\{glue:text\}`(\w+)`", (Path(__file__).parents[2] / "notebooks/ani2x_aev.py").read_text()))
+    assert used and used <= set(facts), sorted(used - set(facts))
+    ours = run.summary.set_index(["target", "probe"]).loc[("gap", "ridge")]
+    assert facts["ridge_gap"] == f"{ours['r2_geom']:.3f} [{ours['r2_geom_lo']:.3f}, {ours['r2_geom_hi']:.3f}]"
+    assert facts["n_mol"] == 150
+    gcv = run.rules[(run.rules["rule"] == "GCV") & (run.rules["scaler"] == "clipped")
+                    & (run.rules["projection"] == "train folds")].iloc[0]
+    assert f"{abs(gcv['diff']):.3f}" in facts["gcv_vs_default_gap"]
+    assert facts["loo_alpha"] == f"{run.variants[LOO_VARIANT].folds['alpha_geom'].median():.3g}"
 
 
 def test_some_ridge_variants_and_a_score_to_compare(subset):

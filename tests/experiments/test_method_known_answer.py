@@ -59,3 +59,25 @@ def test_interval_coverage_table():
     assert summary.loc[1, "coverage"] >= 0.5 and summary.loc[0, "coverage"] > 0
     again, _ = interval_coverage(n_values=(300,), seeds=3, n_features=8, n_boot=200)
     assert again.loc[0, "r2_geom"] == pytest.approx(runs[runs["n"] == 300]["r2_geom"].iloc[:3].mean())
+
+
+def test_method_facts_cover_the_prose_and_follow_the_tables():
+    import re
+    from pathlib import Path
+
+    from cpd_core.experiments.method_known_answer import method_facts, recovery_counts
+
+    recovery, _ = planted_recovery(geom_shares=(0.0, 0.5), comp_share=0.3, n=600)
+    inflation, _ = compositional_inflation(n=400, probes=("ridge", "mlp", "gbt"))
+    coverage, _ = interval_coverage(n_values=(300, 600), seeds=4, n_features=8, n_boot=100)
+    counts = recovery_counts(recovery)
+    assert list(counts.index) == ["ridge", "mlp", "gbt"] and (counts.to_numpy() <= 2).all()
+    facts = method_facts(recovery, inflation, coverage)
+    used = set(re.findall(r"\{glue:text\}`(\w+)`",
+                          (Path(__file__).parents[2] / "notebooks/method_known_answer.py").read_text()))
+    assert used and used <= set(facts), sorted(used - set(facts))
+    assert facts["n_mol"] == 600 and facts["n_shares"] == 2 and facts["cov_n_small"] == 300
+    assert facts["cov_n_large"] == 600 and facts["cov_seeds"] == 4 and facts["cov_d"] == int(coverage["d"].iloc[0])
+    assert facts["covers_ridge"] == counts.loc["ridge", "covers"]
+    ridge = inflation.set_index("probe").loc["ridge"]
+    assert facts["inflation_ridge"].startswith(f"{ridge['r2_geom']:.3f} [")
