@@ -3,7 +3,7 @@
 #   make test    unit tests and doctests, then re-run the reference notebooks with nbval
 # At another scale, with explicit parameters, or from a published edition:
 #   make book SCALE=full | make book NB_PARAMS="-p n_molecules 10000" | make book EDITION=NAME
-#   make edition NAME=... [SCALE=...] [NB_PARAMS=...]   execute every chapter into editions/NAME/
+#   make edition NAME=... [SCALE=...] [NB_PARAMS=...] [CHAPTERS=...]   execute chapters into editions/NAME/
 # Also: make venv | check-math | check-edition NAME=... | refresh-references | store-references | clean
 
 SHELL := bash
@@ -18,7 +18,8 @@ BIN := $(VENV)/bin
 VENV_DONE := $(VENV)/.installed
 
 # SCALE: the notebooks' named scale (cpd_core/experiments/scales.py: book, the default, or full);
-# NB_PARAMS: explicit papermill parameters on top; EDITION: render editions/EDITION/ instead of executing.
+# NB_PARAMS: explicit papermill parameters on top; EDITION: render editions/EDITION/ instead of executing
+# (chapters the edition lacks are executed).
 SCALE ?=
 NB_PARAMS ?=
 EDITION ?=
@@ -81,7 +82,14 @@ build/jupytext/%.ipynb: notebooks/%.py | $(VENV_DONE)
 	@mkdir -p $(@D)
 	$(BIN)/jupytext --quiet --to ipynb --set-kernel python3 --output $@ $<
 
-ifeq ($(EDITION),)
+ifneq ($(EDITION),)
+# An edition's executed chapters, rendered as they are (nothing recomputed). Listed first, so make
+# prefers it; a chapter the edition lacks falls through to the rule below and is executed.
+build/notebooks/%.ipynb: editions/$(EDITION)/%.ipynb build/notebook-inputs.txt
+	@mkdir -p $(@D)
+	cp $< $@
+endif
+
 # Runs with the repository root as working directory; a failed run keeps NAME.partial.ipynb.
 build/notebooks/%.ipynb: PARTIAL = $(@:.ipynb=.partial.ipynb)
 build/notebooks/%.ipynb: build/jupytext/%.ipynb build/notebook-inputs.txt requirements.txt | $(VENV_DONE)
@@ -93,20 +101,14 @@ build/notebooks/%.ipynb: build/jupytext/%.ipynb build/notebook-inputs.txt requir
 	  echo "$*: $$(( $$(date +%s) - start )) s" | tee -a build/notebook-times.txt
 	@$(if $(RUN_PARAMS),$(BIN)/python -m cpd_core.editions hide-injected $(PARTIAL))
 	@mv $(PARTIAL) $@
-else
-# An edition's executed chapters, rendered as they are (nothing recomputed).
-build/notebooks/%.ipynb: editions/$(EDITION)/%.ipynb build/notebook-inputs.txt
-	@mkdir -p $(@D)
-	cp $< $@
-endif
 
 notebooks: $(EXECUTED)
 
 # --- editions: every chapter executed at a scale into editions/NAME/ with a manifest (cpd_core/editions.py)
 edition: $(CONVERTED) | $(VENV_DONE)
-	@test -n "$(NAME)" || { echo "usage: make edition NAME=... [SCALE=book|full] [NB_PARAMS='-p KEY VALUE ...']" >&2; exit 2; }
+	@test -n "$(NAME)" || { echo "usage: make edition NAME=... [SCALE=book|full] [NB_PARAMS='-p KEY VALUE ...'] [CHAPTERS='a b']" >&2; exit 2; }
 	MPLBACKEND=$(INLINE) $(BIN)/python -m cpd_core.editions make "$(NAME)" --scale $(or $(SCALE),book) \
-	  $(subst -p ,--param ,$(NB_PARAMS)) --chapters $(CONVERTED)
+	  $(subst -p ,--param ,$(NB_PARAMS)) --chapters $(if $(CHAPTERS),$(CHAPTERS:%=build/jupytext/%.ipynb),$(CONVERTED))
 
 check-edition: | $(VENV_DONE)
 	$(BIN)/python -m cpd_core.editions check "$(NAME)"

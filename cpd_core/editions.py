@@ -8,7 +8,7 @@ says what each chapter shows (:func:`provenance_markdown`).
 
 Command line (what the Makefile calls)::
 
-    python -m cpd_core.editions make NAME --scale full [--param KEY VALUE ...] [--chapters A B]
+    python -m cpd_core.editions make NAME --scale full [--param KEY VALUE ...] --chapters A.ipynb B.ipynb
     python -m cpd_core.editions check NAME
     python -m cpd_core.editions provenance build/notebooks [--edition NAME] > build/provenance.md
     python -m cpd_core.editions hide-injected NOTEBOOK.ipynb ...
@@ -98,7 +98,10 @@ def make_edition(name: str, chapters: list[Path], scale: str = "book", params: d
 
     One chapter at a time (never two notebooks at once), with ``scale`` and ``params`` as papermill
     parameters; writes ``manifest.json`` after every chapter, so an interrupted run keeps what
-    finished. Returns the manifest.
+    finished. An edition grows chapter by chapter: running some chapters into an existing edition
+    replaces those and keeps the others, and each chapter's entry records its own commit, machine,
+    scale and time (a long CPU run of one chapter and a GPU run of another can share an edition).
+    Returns the manifest.
     """
     import papermill
 
@@ -107,11 +110,13 @@ def make_edition(name: str, chapters: list[Path], scale: str = "book", params: d
     out = Path(root) / name
     out.mkdir(parents=True, exist_ok=True)
     params = {"scale": scale, **(params or {})}
-    manifest = {"format": MANIFEST_FORMAT, "name": name, "scale": scale, "parameters": params,
-                "commit": _git("rev-parse", "--short", "HEAD"),
-                "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "cpd_core", "notebooks")),
-                "machine": machine(), "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                "chapters": {}}
+    previous = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else {}
+    run = {"commit": _git("rev-parse", "--short", "HEAD"),
+           "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "cpd_core", "notebooks")),
+           "machine": machine()}
+    manifest = {"format": MANIFEST_FORMAT, "name": name, "scale": scale, "parameters": params, **run,
+                "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "chapters": dict(previous.get("chapters", {}))}
     for source in chapters:
         chapter = Path(source).stem
         target = out / f"{chapter}.ipynb"
@@ -121,12 +126,20 @@ def make_edition(name: str, chapters: list[Path], scale: str = "book", params: d
                                    progress_bar=False, log_output=True)
         wall = time.perf_counter() - start
         hide_injected_parameters(target)
-        manifest["chapters"][chapter] = {"file": target.name, "wall_s": round(wall, 1),
-                                         "parameters": notebook_parameters(target), "sha256": _sha256(target)}
-        manifest["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        finished = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        manifest["chapters"][chapter] = {"file": target.name, "wall_s": round(wall, 1), "scale": scale,
+                                         "parameters": notebook_parameters(target), "sha256": _sha256(target),
+                                         **run, "finished": finished}
+        manifest["finished"] = finished
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         log(f"{chapter}: {wall / 60:.1f} min")
     return manifest
+
+
+def chapter_run(manifest: dict, chapter: str) -> dict:
+    """Commit, machine and time of one chapter of an edition (older manifests keep them at the top level)."""
+    entry = manifest["chapters"][chapter]
+    return {key: entry.get(key, manifest.get(key)) for key in ("commit", "dirty", "machine", "finished")}
 
 
 def read_manifest(name: str, root: Path = EDITIONS) -> dict:
@@ -178,8 +191,9 @@ def provenance_markdown(notebooks: list[Path], edition: str | None = None, root:
         others = ", ".join(f"`{k}={v}`" for k, v in params.items() if k != "scale") or "—"
         entry = (manifest or {}).get("chapters", {}).get(chapter)
         if entry:
-            where = f"edition `{edition}` (commit `{manifest['commit']}`, {manifest.get('finished', '')})"
-            run_on = f"{manifest['machine']['device']}, {manifest['machine']['cores']} cores"
+            run = chapter_run(manifest, chapter)
+            where = f"edition `{edition}` (commit `{run['commit']}`, {run['finished'] or ''})"
+            run_on = f"{run['machine']['device']}, {run['machine']['cores']} cores"
             wall = f"{entry['wall_s'] / 60:.1f} min"
         else:
             here = machine()

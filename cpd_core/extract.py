@@ -22,6 +22,8 @@ chapter that asks for the same model on the same molecules reads the same files.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -141,7 +143,7 @@ def shard_key(featurizer, dataset: str, ids: np.ndarray, pooling: str, dtype: to
 def features(model, dataset: Dataset, pooling: str = "mean", *, device: str | None = "auto",
              dtype: torch.dtype | str = torch.float32, batch_size: int = 256, shard_size: int = 8192,
              skip_unsupported: bool = False, progress: bool = True, cache: bool = True,
-             load: bool = True) -> Features | list[Path]:
+             load: bool = True, threads: int | None = None) -> Features | list[Path]:
     """Pooled features of every structure of ``dataset`` under ``model``: the one extraction call.
 
     Parameters
@@ -171,6 +173,9 @@ def features(model, dataset: Dataset, pooling: str = "mean", *, device: str | No
         Return the features (default). With ``False`` (cached data sets only), only make sure every
         shard is on disk and return their paths: memory then stays flat however many structures
         there are (:func:`kept_rows` reads their masks).
+    threads : int, optional
+        Torch threads while extracting (default: every core this process may use; restored
+        afterwards, see :func:`torch_threads`).
 
     Returns
     -------
@@ -214,7 +219,8 @@ def features(model, dataset: Dataset, pooling: str = "mean", *, device: str | No
         dev = resolve_device(device)
         model.to(dev, dtype)
         total = sum(int(keep[shards[k]].sum()) for k in todo)
-        with torch.no_grad(), tqdm(total=total, desc=model.name, unit="struct", disable=not progress) as bar:
+        with torch.no_grad(), torch_threads(threads), \
+                tqdm(total=total, desc=model.name, unit="struct", disable=not progress) as bar:
             for k in todo:
                 rows = shards[k][keep[shards[k]]]
                 t0 = time.perf_counter()
@@ -232,6 +238,29 @@ def features(model, dataset: Dataset, pooling: str = "mean", *, device: str | No
     kept, blocks = load_shards(paths)
     return Features({k: v.astype(np.float64) for k, v in blocks.items()}, kept=kept,
                     skipped=list(dataset.ids[~kept]))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None = None):
+    """Run torch with ``n`` intra-op threads (None: every core this process may use), then restore.
+
+    The book pins BLAS and OpenMP to one thread (``make``: numpy's small matrices and tree probes are
+    faster so on two cores), which would also leave torch at one thread; extraction is torch's own
+    batched work and gains from every core (measured 1.6x on SO3LR with 2 cores).
+    """
+    if n is None:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            n = os.cpu_count() or 1
+    if n < 1:
+        raise InputError(f"threads must be at least 1, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 def kept_rows(paths: list[Path]) -> np.ndarray:

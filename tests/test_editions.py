@@ -60,6 +60,25 @@ def test_a_changed_notebook_or_manifest_is_caught(edition, tmp_path):
     assert "ghost: listed in the manifest but missing" in check_edition("small", copy)
 
 
+def test_an_edition_grows_chapter_by_chapter(tmp_path):
+    """Chapters run separately (another scale, another day) join one edition; a re-run replaces its chapter."""
+    root = tmp_path / "editions"
+    first, second = _chapter(tmp_path, "chapter_a"), _chapter(tmp_path, "chapter_b")
+    make_edition("grown", [first], scale="book", params={"n_molecules": 3}, root=root, log=lambda line: None)
+    manifest = make_edition("grown", [second], scale="full", root=root, log=lambda line: None)
+    assert set(manifest["chapters"]) == {"chapter_a", "chapter_b"}
+    a, b = manifest["chapters"]["chapter_a"], manifest["chapters"]["chapter_b"]
+    assert a["parameters"] == {"scale": "book", "n_molecules": 3} and b["parameters"] == {"scale": "full"}
+    assert a["scale"] == "book" and b["scale"] == "full" and a["commit"] and b["machine"]["cores"] >= 1
+    assert check_edition("grown", root) == []
+    again = make_edition("grown", [first], scale="full", params={"n_molecules": 5}, root=root, log=lambda line: None)
+    assert again["chapters"]["chapter_a"]["parameters"] == {"scale": "full", "n_molecules": 5}
+    assert again["chapters"]["chapter_b"] == b and check_edition("grown", root) == []
+    table = provenance_markdown([root / "grown" / "chapter_a.ipynb", root / "grown" / "chapter_b.ipynb"],
+                                edition="grown", root=root)
+    assert table.count("edition `grown`") == 2 and "`n_molecules=5`" in table
+
+
 def test_unknown_edition_names_the_known_ones(edition):
     root, _ = edition
     with pytest.raises(InputError, match=r"no edition 'big'.*\['small'\]"):

@@ -410,3 +410,18 @@ def test_an_anonymous_dataset_is_not_cached(tmp_cache):
     again = pooled_features(toy, numbers, positions, device="cpu", progress=False)
     assert toy.calls == 2 * calls and not _shards(tmp_cache)
     np.testing.assert_array_equal(first["a"], again["a"])
+
+
+def test_extraction_runs_torch_on_the_cores_it_is_given_and_restores_the_setting():
+    import torch
+
+    from cpd_core.extract import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(3) as n:
+        assert n == 3 and torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+    with pytest.raises(InputError, match="at least 1"):
+        with torch_threads(0):
+            pass
+    assert torch.get_num_threads() == before
