@@ -14,6 +14,7 @@ from cpd_core import InputError
 from cpd_core.models import PREFIXES, REGISTRY, AtomsBatch, WeightsNotFoundError, load
 from cpd_core.models import mace as mace_adapter
 from cpd_core.models.base import weights_hash
+from cpd_core.models.trained import network_class
 from cpd_core.testing import pooled_invariants, random_rotation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -344,7 +345,7 @@ def test_released_off_model_has_the_twins_blocks(off_twin, mols):
 
 def test_trainable_macenet_is_equivariant_and_trains(mols):
     torch.manual_seed(0)
-    net = mace_adapter.MACENet(hidden_irreps="8x0e+8x1o", max_ell=2, correlation=2, radial_mlp=(16,)).double()
+    net = network_class("mace")(hidden_irreps="8x0e+8x1o", max_ell=2, correlation=2, radial_mlp=(16,)).double()
     from e3nn import o3  # after mace: importing e3nn 0.4.4 first fails under torch's weights-only loading
 
     assert type(net)(**net.hparams).hparams == net.hparams

@@ -12,7 +12,8 @@ import torch
 from ase.build import molecule
 
 from cpd_core.errors import InputError
-from cpd_core.models.painn import ARCHS, NORM_EPS, PaiNN, cosine_cutoff, sinc_rbf
+from cpd_core.models.trained import ARCHITECTURES, network_class
+from cpd_core.models.trained.painn import NORM_EPS, PaiNN, cosine_cutoff, sinc_rbf
 from cpd_core.testing import random_rotation
 
 HIDDEN = 16
@@ -61,7 +62,8 @@ def test_blocks_and_shapes(net, mols):
     for name, t in blocks.items():
         assert tuple(t.shape) == ((n, HIDDEN, 3) if name.endswith("L1") else (n, HIDDEN)), name
         assert torch.isfinite(t).all()
-    assert net.arch == "painn" and ARCHS == {"painn": PaiNN}
+    assert net.arch == "painn" and network_class("painn") is PaiNN
+    assert [arch for arch, (module, _, _) in ARCHITECTURES.items() if module == PaiNN.__module__] == ["painn"]
 
 
 def test_defaults_and_size():

@@ -9,8 +9,8 @@ import torch
 from ase.build import molecule
 
 from cpd_core import InputError
-from cpd_core.models import pyg
 from cpd_core.models.graph import radius_graph, triplets
+from cpd_core.models.trained import ARCHITECTURES, network_class, pyg
 from cpd_core.testing import random_rotation
 
 SMALL = {
@@ -20,6 +20,8 @@ SMALL = {
     "visnet": dict(hidden_channels=16, num_heads=2, num_rbf=8, num_layers=2, cutoff=3.0),
 }
 ARCHS = list(SMALL)
+#: the architectures of ARCHITECTURES implemented in cpd_core.models.trained.pyg
+PYG_ARCHS = [arch for arch, (module, _, _) in ARCHITECTURES.items() if module == pyg.__name__]
 
 
 def _random_molecule(rng, n=8, min_distance=0.9):
@@ -47,7 +49,7 @@ def _batch(mols):
 
 def _net(arch, seed=0):
     torch.manual_seed(seed)
-    return pyg.ARCHS[arch](**SMALL[arch]).double()
+    return network_class(arch)(**SMALL[arch]).double()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,8 @@ def test_block_names_shapes_and_output(nets, mols, arch):
             expected.update({f"layer{k}/L0": (n, 16), f"layer{k}/L1": (n, 16, 3)})
     assert {k: tuple(v.shape) for k, v in blocks.items()} == expected
     assert list(blocks) == list(expected)
-    assert net.arch == arch and pyg.ARCHS[arch] is type(net) and net.cutoff == 3.0
+    assert net.arch == arch and network_class(arch) is type(net) and type(net).__module__ == pyg.__name__
+    assert net.cutoff == 3.0
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -166,7 +169,8 @@ def test_default_sizes_fit_the_budget(monkeypatch):
     # the spherical basis has no weights and takes sympy ~15 s to build at 7 x 6
     monkeypatch.setattr(pyg, "spherical_basis", lambda *args: torch.nn.Identity())
     counts = {}
-    for arch, cls in pyg.ARCHS.items():
+    for arch in PYG_ARCHS:
+        cls = network_class(arch)
         torch.manual_seed(0)
         net = cls()
         counts[arch] = sum(p.numel() for p in net.parameters())

@@ -1,5 +1,9 @@
 """Networks trained here, through the registry: checkpoints load, twins match, missing files say what to do."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +15,7 @@ from cpd_core.models.trained import (
     ARCHITECTURES,
     TRAINED_TARGETS,
     build_network,
+    checkpoint_root,
     load_checkpoint,
     load_snapshot,
     snapshot_paths,
@@ -23,6 +28,23 @@ def test_every_architecture_has_three_cards():
         cards = [REGISTRY[f"{arch}-qm9-{s}"] for s in (*TRAINED_TARGETS, "random")]
         assert [c.status for c in cards] == ["trained-here", "trained-here", "random-init"]
         assert cards[2].twin_of == f"{arch}-qm9-gap" and len({c.family for c in cards}) == 1
+
+
+def test_the_registry_imports_a_network_module_only_when_its_network_is_built():
+    code = ("import sys; from cpd_core.models import trained; "
+            "stacks = lambda: sorted({m.split('.')[0] if not m.startswith('cpd_core') else m for m in sys.modules "
+            "if m.startswith(('cpd_core.models.trained.', 'torch_geometric', 'mace', 'e3nn'))}); "
+            "print(stacks()); trained.build_network('painn', hidden=8); print(stacks())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.split("\n")[:2] == ["[]", "['cpd_core.models.trained.painn']"], result.stderr
+
+
+def test_checkpoint_root_is_the_repositorys_checkpoints_folder(monkeypatch):
+    monkeypatch.delenv("CPD_CHECKPOINTS", raising=False)
+    assert checkpoint_root() == Path(__file__).resolve().parents[2] / "checkpoints"
+    monkeypatch.setenv("CPD_CHECKPOINTS", "/elsewhere")
+    assert checkpoint_root() == Path("/elsewhere")
 
 
 def test_missing_checkpoint_names_the_training_command(tmp_path, monkeypatch):

@@ -11,17 +11,22 @@ control for both. Blocks are
 the network's own per-layer features (``embedding/L0``, ``layer{k}/L0``, ``layer{k}/L1``; see
 each network's docstring).
 
-Where the networks live:
+Where the networks live: in this package, one module per implementation, listed in
+:data:`ARCHITECTURES` (the one table of architectures; :func:`network_class` imports a module only
+when its network is built):
 
-==========  ===================================  =========================================
-arch        class                                implementation
-==========  ===================================  =========================================
-schnet      :class:`~cpd_core.models.pyg.SchNetNet`        torch-geometric layers
-dimenet++   :class:`~cpd_core.models.pyg.DimeNetPPNet`     torch-geometric layers
-painn       :class:`~cpd_core.models.painn.PaiNN`          written here
-visnet      :class:`~cpd_core.models.pyg.ViSNetNet`        torch-geometric layers
-mace        :class:`~cpd_core.models.mace.MACENet`         mace-torch
-==========  ===================================  =========================================
+==========  =====================================================  ========================
+arch        class                                                  implementation
+==========  =====================================================  ========================
+schnet      :class:`~cpd_core.models.trained.pyg.SchNetNet`        torch-geometric layers
+dimenet++   :class:`~cpd_core.models.trained.pyg.DimeNetPPNet`     torch-geometric layers
+painn       :class:`~cpd_core.models.trained.painn.PaiNN`          written here
+visnet      :class:`~cpd_core.models.trained.pyg.ViSNetNet`        torch-geometric layers
+mace        :class:`~cpd_core.models.trained.mace_net.MACENet`     mace-torch
+==========  =====================================================  ========================
+
+Checkpoints (format :data:`CHECKPOINT_FORMAT`) store the arch name, hyper-parameters and weights,
+not a module path: :func:`load_checkpoint` builds the network through this table.
 
 A run also keeps snapshots of its weights part-way through training (``cpd train
 --snapshots``): :func:`snapshot_paths` lists them, :func:`load_snapshot` loads one as
@@ -36,6 +41,7 @@ import importlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -43,13 +49,16 @@ from cpd_core.errors import InputError
 from cpd_core.models.base import AtomsBatch, Featurizer, ModelCard, WeightsNotFoundError, seeded_card
 from cpd_core.datasets.qm9 import QM9_ELEMENTS  # H, C, N, O, F: what the trained networks support
 
+if TYPE_CHECKING:  # the network modules, named for readers (type checkers, scripts/notebook_deps.py), not imported
+    from cpd_core.models.trained import mace_net, painn, pyg  # noqa: F401
+
 #: arch -> (module, class name, family); modules are imported only when a network is built.
 ARCHITECTURES = {
-    "schnet": ("cpd_core.models.pyg", "SchNetNet", "SchNet"),
-    "dimenet++": ("cpd_core.models.pyg", "DimeNetPPNet", "DimeNet++"),
-    "painn": ("cpd_core.models.painn", "PaiNN", "PaiNN"),
-    "visnet": ("cpd_core.models.pyg", "ViSNetNet", "ViSNet"),
-    "mace": ("cpd_core.models.mace", "MACENet", "MACE"),
+    "schnet": ("cpd_core.models.trained.pyg", "SchNetNet", "SchNet"),
+    "dimenet++": ("cpd_core.models.trained.pyg", "DimeNetPPNet", "DimeNet++"),
+    "painn": ("cpd_core.models.trained.painn", "PaiNN", "PaiNN"),
+    "visnet": ("cpd_core.models.trained.pyg", "ViSNetNet", "ViSNet"),
+    "mace": ("cpd_core.models.trained.mace_net", "MACENet", "MACE"),
 }
 #: Targets the networks are trained on.
 TRAINED_TARGETS = ("gap", "U0")
@@ -92,7 +101,7 @@ def build_network(arch: str, seed: int = 0, **hparams) -> torch.nn.Module:
 def checkpoint_root() -> Path:
     """``$CPD_CHECKPOINTS``, else ``checkpoints/`` at the top of the repository."""
     env = os.environ.get("CPD_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "checkpoints"
 
 
 def checkpoint_dir(arch: str, target: str, root: str | Path | None = None) -> Path:

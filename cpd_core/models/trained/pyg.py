@@ -347,6 +347,3 @@ class ViSNetNet(torch.nn.Module):
             blocks[f"layer{k}/L1"] = vec.transpose(1, 2)
         atom_out = self.output_model.pre_reduce(rep.out_norm(x), rep.vec_out_norm(vec))
         return atom_out.squeeze(-1), blocks
-
-
-ARCHS = {"schnet": SchNetNet, "dimenet++": DimeNetPPNet, "visnet": ViSNetNet}

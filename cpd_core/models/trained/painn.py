@@ -203,6 +203,3 @@ class PaiNN(nn.Module):
             blocks[f"layer{k}/L0"] = s
             blocks[f"layer{k}/L1"] = v.transpose(1, 2)
         return self.readout(s).squeeze(-1), blocks
-
-
-ARCHS = {"painn": PaiNN}
