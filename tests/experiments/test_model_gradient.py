@@ -73,12 +73,13 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     assert sorted(summary[summary["model"] == "ani2x-random"]["seed"].unique()) == [0, 1]
     assert set(summary[summary["control"]]["target"]) == {"mass (control)", "mass/atom (control)", "gap (shuffled)"}
     assert (summary[summary["control"]]["seed"] == 0).all()      # controls once per model
-    # every score has an interval around it; the naive maximum is the scan's and never below the nested score
+    # every score has an interval around it; the naive maximum is the scan's, and above the nested score
+    # as a rule (not per row: a block other than the naive winner can win each fold)
     assert (summary["r2_geom_lo"] <= summary["r2_geom"]).all() and (summary["r2_geom"] <= summary["r2_geom_hi"]).all()
     for (model, seed, target), row in summary.set_index(["model", "seed", "target"]).iterrows():
         sub = scan[(scan["model"] == model) & (scan["seed"] == seed) & (scan["target"] == target)]
         assert row["naive_r2_geom"] == pytest.approx(sub["r2_geom"].max())
-        assert row["naive_r2_geom"] >= row["r2_geom"] - 1e-12
+    assert (summary["naive_r2_geom"] >= summary["r2_geom"] - 1e-12).mean() >= 0.75
     assert set(scan[scan["model"] == "ani2x-random"]["block"]) == {
         "aev", "hidden1", "hidden2", "hidden3", "atomic_energy"}
     # the linear-in-counts control is exactly out of reach of a linear probe
