@@ -12,12 +12,18 @@ The public API (stable; the book, the tests and later chapters rely on it):
 The CPD math needs only numpy, scipy and scikit-learn: it works on features from any source.
 """
 
-from cpd_core.composition import Composition, composition, composition_matrix
-from cpd_core.decomposition import CPDResult, cpd, cpd_table
-from cpd_core.errors import InputError
-from cpd_core.intervals import Comparison, compare
-from cpd_core.selection import BlockChoice, best_block
-from cpd_core.projection import CompositionProjector, composition_rank, project_out
+import warnings
+
+# torch-geometric imports tqdm.auto, which warns in a notebook without ipywidgets; the book's pages would
+# show that warning under the first model cell. cpd_core's own progress bars are plain tqdm.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from cpd_core.composition import Composition, composition, composition_matrix  # noqa: E402
+from cpd_core.decomposition import CPDResult, cpd, cpd_table  # noqa: E402
+from cpd_core.errors import InputError  # noqa: E402
+from cpd_core.intervals import Comparison, compare  # noqa: E402
+from cpd_core.selection import BlockChoice, best_block  # noqa: E402
+from cpd_core.projection import CompositionProjector, composition_rank, project_out  # noqa: E402
 
 __all__ = [
     "Composition",
