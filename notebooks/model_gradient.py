@@ -152,8 +152,7 @@ for name, value in gradient_facts(run, n_seeds=len(twin_seeds)).items():
 #   score by {glue:text}`naive_bias` on average (ridge): the winner's curse the earlier version of this
 #   page carried.
 # - **Random weights.** The best random-init twin (seed 0), {glue:text}`twin_best_model`, reaches
-#   {glue:text}`twin_best`: an untrained message-passing network is still a random geometric feature
-#   map. Training raised the ridge R²_geom for the gap over the seed-0 twin with a paired interval above
+#   {glue:text}`twin_best`: an untrained network is still a random feature map of the geometry. Training raised the ridge R²_geom for the gap over the seed-0 twin with a paired interval above
 #   zero in {glue:text}`learned_pos` of {glue:text}`learned_n` trained models, and over every one of the
 #   {glue:text}`n_seeds` twin seeds in {glue:text}`learned_all`; claims about *learned* structure rest on
 #   those.
