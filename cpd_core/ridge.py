@@ -389,10 +389,11 @@ class RidgeFolds:
             q2 = q ** 2
         r2 = _r2_curve(y_te, P)
 
-        if n_a == 1:
-            crit = np.zeros(1)
-        elif select == "folds" and len(train) > 1:
+        if select == "folds" and len(train) > 1:
+            # computed for a single penalty too: it is the block's inner score (cpd_core.selection)
             crit = self._inner_folds(S, train, E, keep_idx, sig_k, grid)
+        elif n_a == 1:
+            crit = np.zeros(1)
         elif select == "gcv":
             rss = yc2 - np.sum(q2[:, None] * (s[:, None] + 2 * grid) * filt ** 2, axis=0)
             df = 1.0 + np.sum(s[:, None] * filt, axis=0)

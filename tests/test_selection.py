@@ -64,3 +64,25 @@ def test_bad_input():
         best_block(blocks, C, y, probe="mlp")
     with pytest.raises(InputError, match="same number of rows"):
         best_block({"a": np.zeros((10, 2))}, C, y)
+
+
+def test_inner_score_is_the_inner_folds_r2_at_their_penalty():
+    """Default rule: a block's inner score on outer fold f is its pooled inner-fold R²_geom (explicit
+    scikit-learn refits on the training folds) at the penalty those inner folds chose."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_ridge import _inner_folds_reference
+
+    from cpd_core.decomposition import fold_labels
+    from cpd_core.probes import RIDGE_ALPHAS
+
+    blocks, C, y, rng = _noise_blocks(n=200, n_blocks=3, d=6, seed=7)
+    blocks["signal"] = np.column_stack([y + rng.normal(size=len(y)), rng.normal(size=(len(y), 3))])
+    choice = best_block(blocks, C, y, cv=4, seed=1)
+    fold_of = fold_labels(len(y), 4, seed=1)
+    for f, row in choice.choices.iterrows():
+        train = [g for g in range(4) if g != f]
+        mse = _inner_folds_reference(blocks[row["block"]], C, y, fold_of, train, True, RIDGE_ALPHAS)
+        assert row["inner_r2_geom"] == pytest.approx(1 - mse.min() / np.var(y[fold_of != f]), rel=1e-8)
