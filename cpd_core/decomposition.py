@@ -21,6 +21,8 @@ hold *beyond* a linear function of composition (Steier 2026).
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -318,14 +320,43 @@ def _probe_fold(H, C, y, tr, te, probe, seed, standardize, clip=True, H_all=None
     return row, pred
 
 
+def fold_jobs() -> int:
+    """Worker processes for the folds of MLP, GBT and other row-wise probes: ``$CPD_JOBS``, else every core
+    this process may use. The folds are independent and seeded, so the results do not depend on it;
+    each worker runs single-threaded (BLAS/OpenMP as the caller pins them)."""
+    env = os.environ.get("CPD_JOBS")
+    if env:
+        try:
+            jobs = int(env)
+        except ValueError:
+            raise InputError(f"CPD_JOBS must be a whole number of processes, got {env!r}") from None
+        if jobs < 1:
+            raise InputError(f"CPD_JOBS must be at least 1, got {jobs}")
+        return jobs
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_folds(calls: list[tuple]) -> list:
+    """``_probe_fold(*args)`` for each argument tuple, on :func:`fold_jobs` processes (in order)."""
+    jobs = min(fold_jobs(), len(calls))
+    if jobs <= 1:
+        return [_probe_fold(*args) for args in calls]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=jobs, backend="loky")(delayed(_probe_fold)(*args) for args in calls)
+
+
 def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardize, clip=True):
-    """Any probe, refit per fold (MLP, GBT, a user's regressor)."""
+    """Any probe, refit per fold (MLP, GBT, a user's regressor); folds run in parallel (:func:`run_folds`)."""
     H_all = project_out(H, C) if fit_projection == "all" else None
     oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
     rows = []
-    for fold in range(cv):
-        te, tr = fold_of == fold, fold_of != fold
-        row, pred = _probe_fold(H, C, y, tr, te, probe, seed, standardize, clip, H_all)
+    calls = [(H, C, y, fold_of != fold, fold_of == fold, probe, seed, standardize, clip, H_all) for fold in range(cv)]
+    for fold, (row, pred) in enumerate(run_folds(calls)):
+        te = fold_of == fold
         for key in oof:
             oof[key][te] = pred[key]
         rows.append({"fold": fold, **row})

@@ -88,15 +88,17 @@ class BlockChoice:
         The block of outer fold :math:`f` was chosen on ridge inner folds of its training rows, so
         this stays nested. Returns a :class:`~cpd_core.CPDResult` on the same folds.
         """
-        from cpd_core.decomposition import _assemble, _probe_fold
+        from cpd_core.decomposition import _assemble, run_folds
 
         res = self.result
         seed = res.seed if seed is None else seed
         oof = {"full": np.empty(res.n_samples), "geom": np.empty(res.n_samples)}
         rows = []
-        for fold, block in self.choices["block"].items():
+        chosen = list(self.choices["block"].items())
+        calls = [(self.blocks[block], self.C, res.y, res.fold_of != fold, res.fold_of == fold, probe, seed, standardize)
+                 for fold, block in chosen]
+        for (fold, _), (row, pred) in zip(chosen, run_folds(calls)):
             te = res.fold_of == fold
-            row, pred = _probe_fold(self.blocks[block], self.C, res.y, ~te, te, probe, seed, standardize)
             for key in oof:
                 oof[key][te] = pred[key]
             rows.append({"fold": fold, **row})

@@ -310,3 +310,22 @@ def test_cpd_table_passes_kwargs_through(small):
     assert summary.loc[0, "fit_projection"] == "all"
     with pytest.raises(InputError):
         cpd_table(d.H, d.C, {"y": d.y}, probes=("nope",), progress=False, cv=3)
+
+
+def test_row_wise_probe_folds_in_worker_processes_give_the_same_numbers(monkeypatch):
+    """MLP and GBT folds run on CPD_JOBS processes; seeded, so the result does not depend on it."""
+    from cpd_core.decomposition import fold_jobs
+    from cpd_core.synthetic import planted
+
+    d = planted(n=300, comp_share=0.3, geom_share=0.4, n_features=10, seed=2)
+    results = {}
+    for jobs in ("1", "2"):
+        monkeypatch.setenv("CPD_JOBS", jobs)
+        assert fold_jobs() == int(jobs)
+        results[jobs] = {p: cpd(d.H, d.C, d.y, probe=p, cv=3, seed=0, n_boot=50) for p in ("mlp", "gbt")}
+    for p in ("mlp", "gbt"):
+        pd.testing.assert_frame_equal(results["1"][p].folds, results["2"][p].folds)
+        np.testing.assert_array_equal(results["1"][p].oof["geom"], results["2"][p].oof["geom"])
+    monkeypatch.setenv("CPD_JOBS", "zero")
+    with pytest.raises(InputError, match="CPD_JOBS"):
+        fold_jobs()

@@ -250,3 +250,24 @@ def test_visnet_equals_torch_geometric_visnet(mols, monkeypatch):
     finally:
         torch.set_default_dtype(previous)
     torch.testing.assert_close(y.squeeze(-1), _per_structure(out, b), atol=1e-12, rtol=1e-12)
+
+
+def test_dimenet_bessel_forms_come_from_the_disk_cache_once_computed(tmp_path, monkeypatch):
+    """sympy's spherical Bessel forms (seconds) are computed once and read back: same layer, same output."""
+    import torch_geometric.nn.models.dimenet_utils as dimenet_utils
+
+    from cpd_core.models.trained.pyg import spherical_basis
+
+    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path))
+    build = spherical_basis.__wrapped__                     # past the in-process cache
+    torch.manual_seed(0)
+    d, angle, idx = torch.rand(6) * 2 + 0.5, torch.rand(6) * 3, torch.arange(6)
+    first = build(3, 2, 3.0, 5)(d, angle, idx)
+    assert list((tmp_path / "sympy").glob("bessel_basis-3-2-*.pkl"))
+
+    def no_sympy(*args):
+        raise AssertionError("recomputed instead of read from the cache")
+
+    monkeypatch.setattr(dimenet_utils, "bessel_basis", no_sympy)
+    second = build(3, 2, 3.0, 5)(d, angle, idx)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)

@@ -18,6 +18,7 @@ Every edge :math:`j \to i` joins two atoms of one molecule closer than the cutof
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from torch_geometric.nn.models.dimenet import (
@@ -117,11 +118,39 @@ class SchNetNet(torch.nn.Module):
 
 @functools.cache
 def spherical_basis(num_spherical: int, num_radial: int, cutoff: float, envelope_exponent: int):
-    """torch-geometric's ``SphericalBasisLayer``, built once per setting (sympy takes ~15 s for 7 × 6).
+    """torch-geometric's ``SphericalBasisLayer``, built once per setting.
 
-    The layer holds no parameters or buffers, so networks may share it.
+    The layer holds no parameters or buffers, so networks may share it. Its spherical Bessel forms
+    come from sympy (``dimenet_utils.bessel_basis``: ~18 s for 7 × 6 on one core); they are kept on
+    disk under the cache (:func:`cpd_core.cache.cache_dir`, keyed by the setting and the
+    torch-geometric version), so later processes build the layer in milliseconds.
     """
-    return SphericalBasisLayer(num_spherical, num_radial, cutoff, envelope_exponent)
+    import torch_geometric
+    import torch_geometric.nn.models.dimenet_utils as dimenet_utils
+
+    original = dimenet_utils.bessel_basis
+
+    def cached_bessel_basis(n: int, k: int):
+        import pickle
+
+        from cpd_core.cache import cache_dir
+
+        path = cache_dir() / "sympy" / f"bessel_basis-{n}-{k}-pyg{torch_geometric.__version__}.pkl"
+        try:
+            return pickle.loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+            forms = original(n, k)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(forms))
+            tmp.replace(path)
+            return forms
+
+    dimenet_utils.bessel_basis = cached_bessel_basis  # SphericalBasisLayer imports it when built
+    try:
+        return SphericalBasisLayer(num_spherical, num_radial, cutoff, envelope_exponent)
+    finally:
+        dimenet_utils.bessel_basis = original
 
 
 def dimenet_angles(positions: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
