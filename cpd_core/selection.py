@@ -6,23 +6,24 @@ noisy estimates exceeds the best block's true score. Here the choice is part of 
 
 for each outer fold :math:`f` (the shuffled, seeded K folds of :func:`cpd_core.cpd`),
 
-1. every block is scored on **inner folds of the training rows only**: the other :math:`K-1` folds,
-   each held out in turn from a ridge fit on the remaining :math:`K-2`. With the default penalty
-   rule (``select="folds"``) these are the very inner folds that choose the ridge penalty: the
-   block's inner score is its pooled inner-fold :math:`R^2_\text{geom}` (one minus the pooled
-   held-out squared error over the training rows' variance) at the penalty they chose, so block
-   and penalty are chosen together on the same inner folds. With ``select="loo"`` or ``"gcv"`` each
-   inner fit chooses its own penalty and the block's score is the mean of the :math:`K-1` inner
-   :math:`R^2_\text{geom}`. Projection and scaler are fit on the rows each fit is trained on
-   (outer training rows for the inner-fold rule, as in :mod:`cpd_core.ridge`);
-2. the block with the highest inner :math:`R^2_\text{geom}` is chosen;
+1. every block is scored on **inner folds of the training rows only** — the other :math:`K-1`
+   folds, each held out in turn from a fit of the whole probe on the remaining :math:`K-2`
+   (projection, clipped scaler and ridge penalty all fit on those rows);
+2. the block with the highest inner mean :math:`R^2_\text{geom}` is chosen;
 3. it is refit on all training rows of :math:`f` and scored on :math:`f`.
 
 The nested score is the mean of step 3 over outer folds; fold :math:`f`'s molecules never informed
 its choice. The naive maximum over blocks of the outer scores is kept beside it, labelled, so the
-size of the bias can be seen. Ridge runs in closed form (:mod:`cpd_core.ridge`): with the default
-rule, two fits per block and outer fold (residual and raw features), each with its :math:`K-1` inner
-folds, all from one pass over the rows.
+size of the bias can be seen. Ridge runs in closed form (:mod:`cpd_core.ridge`), so the
+:math:`K + K(K-1)` fits per block cost little more than one.
+
+Why not score blocks with the inner folds that choose the penalty (:mod:`cpd_core.ridge`,
+``select="folds"``), which would save most of the fits? Those inner fits keep the outer training
+rows' standardisation, so their held-out rows are never outside the training range and never
+clipped. A block whose near-collinear columns cancel on the training rows but not on clipped
+held-out rows then scores well inside and collapses outside: tried on SO3LR's random twins, the
+nested R²_geom of the gap fell to −8,400 on one seed. Refitting the whole probe per inner fold
+sees it.
 """
 
 from __future__ import annotations
@@ -158,8 +159,7 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
     K = int(cv)
     fold_of = fold_labels(len(y), K, seed)
 
-    inner = np.zeros((K, len(names)))        # inner R²_geom per (outer fold, block)
-    y_var = [float(np.var(y[fold_of != f])) for f in range(K)]
+    inner = np.zeros((K, len(names)))        # inner mean R²_geom per (outer fold, block)
     outer = {}                               # block -> per outer fold (r2_geom, r2_full), OOF preds
     for b, name in enumerate(names):
         rf = RidgeFolds(arrays[name], C, y, fold_of, standardize=standardize)
@@ -167,13 +167,11 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
         scores = []
         for f in range(K):
             train = [g for g in range(K) if g != f]
+            # each inner fit is the whole probe (projection, clipped scaler, penalty) refit on the other
+            # inner folds: a block whose clipped held-out rows break its fit shows it here
+            inner[f, b] = np.mean([_score(rf.fit([h for h in train if h != g], g, grid, True, select))
+                                   for g in train])
             geo = rf.fit(train, f, grid, geom=True, select=select)
-            if select == "folds" and K > 2:
-                # the inner folds that chose the penalty score the block: its inner-CV R² at that penalty
-                inner[f, b] = 1.0 - geo.criterion[geo.chosen] / y_var[f]
-            else:
-                inner[f, b] = np.mean([_score(rf.fit([h for h in train if h != g], g, grid, True, select))
-                                       for g in train])
             full = rf.fit(train, f, grid, geom=False, select=select)
             g_oof[rf.rows[f]], f_oof[rf.rows[f]] = geo.predictions, full.predictions
             scores.append((_score(geo), _score(full), grid[geo.chosen], grid[full.chosen]))
