@@ -76,6 +76,7 @@ rows. Rows are stored fold after fold, and :math:`n \times d` intermediates reus
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,7 +184,6 @@ class RidgeFolds:
             raise InputError(f"H, C, y and fold_of must have {n} rows")
         self.n, self.d, self.k = n, d, C.shape[1]
         self.standardize, self.clip, self.rtol = standardize, clip, rtol
-        self.y_mean = float(y.mean())
         self.n_folds = int(fold_of.max()) + 1
         #: the original row indices of each fold (where its held-out predictions belong)
         self.rows = [np.flatnonzero(fold_of == g) for g in range(self.n_folds)]
@@ -197,8 +197,8 @@ class RidgeFolds:
         # H0: residual of the all-rows composition fit, a well-conditioned basis (see module doc),
         # built in place from the rows in fold order (one n x d array)
         self.fit_projection = fit_projection
+        self._order = order
         self.C = C[order]
-        self.y0 = (y - self.y_mean)[order]
         self.h_mean = H.mean(axis=0)
         H0 = H[order]
         self.h_sq = np.empty((self.n_folds, d))        # column sums of H² per fold (inside-span test)
@@ -220,12 +220,52 @@ class RidgeFolds:
         self.G = np.empty((self.n_folds, p, p))
         for g, sl in enumerate(self.span):
             Hg = self.H0[sl]
-            aux = np.column_stack([self.C[sl], np.ones(sl.stop - sl.start), self.y0[sl]])
+            A = self._A(sl)
             self.G[g, :d, :d] = Hg.T @ Hg
-            self.G[g, :d, d:] = Hg.T @ aux
-            self.G[g, d:, :d] = self.G[g, :d, d:].T
-            self.G[g, d:, d:] = aux.T @ aux
+            self.G[g, :d, d:d + A_cols] = Hg.T @ A
+            self.G[g, d:d + A_cols, :d] = self.G[g, :d, d:d + A_cols].T
+            self.G[g, d:d + A_cols, d:d + A_cols] = A.T @ A
         self._sl = (slice(0, d), slice(d, d + A_cols), d + A_cols)
+        self._set_target(y)
+        #: y-independent work (residual coefficients, kept columns, eigendecompositions) by training
+        #: set, shared with every :meth:`retarget` copy
+        self._memo = {}
+
+    def _set_target(self, y: np.ndarray) -> None:
+        """Store ``y`` (centred, in fold order) and its row and column of the per-fold Gram matrices."""
+        if y.shape != (self.n,):
+            raise InputError(f"y must have shape ({self.n},), got {y.shape}")
+        self.y_mean = float(y.mean())
+        self.y0 = (y - self.y_mean)[self._order]
+        yi = self._sl[2]
+        for g, sl in enumerate(self.span):
+            y_g = self.y0[sl]
+            col = np.concatenate([self.H0[sl].T @ y_g, self._A(sl).T @ y_g])
+            self.G[g, :yi, yi] = col
+            self.G[g, yi, :yi] = col
+            self.G[g, yi, yi] = y_g @ y_g
+
+    def retarget(self, y) -> "RidgeFolds":
+        """The same features, composition and folds with another target ``y`` (shape ``(n,)``).
+
+        Everything that does not depend on the target (residual coefficients, kept columns,
+        standardisation, eigendecompositions) is shared with this object and computed once for
+        all of them: probing several targets of one block costs little more than one.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> C = np.column_stack([rng.integers(0, 5, 200), np.ones(200)])
+        >>> H = rng.normal(size=(200, 3)); y1 = H[:, 0] + 0.1 * rng.normal(size=200); y2 = H[:, 1]
+        >>> rf = RidgeFolds(H, C, y1, np.arange(200) % 4)
+        >>> a = rf.retarget(y2).fit([1, 2, 3], 0).r2; b = RidgeFolds(H, C, y2, np.arange(200) % 4).fit([1, 2, 3], 0).r2
+        >>> bool(np.allclose(a, b, rtol=0, atol=1e-12))
+        True
+        """
+        other = copy.copy(self)
+        other.G = self.G.copy()
+        other._set_target(np.asarray(y, dtype=np.float64))
+        return other
 
     # --- residual coefficients ------------------------------------------------------------
     def _A(self, sl) -> np.ndarray:
@@ -315,74 +355,45 @@ class RidgeFolds:
 
         ``geom``: probe the geometric residual (projection fit on ``train``, or on all rows with
         ``fit_projection="all"``); else the raw features. ``E``/``inside`` give another residual
-        :math:`H_0 - A E` explicitly.
+        :math:`H_0 - A E` explicitly. The target-independent work of a training set is kept
+        (:meth:`retarget`), unless ``E`` is given.
         """
         if select not in SELECT:
             raise InputError(f"select must be one of {SELECT}, got {select!r}")
         grid = as_alpha_grid(alphas)
         train = [int(g) for g in train]
-        full = E is None and not geom
-        if E is None and geom and self.fit_projection == "all":
-            E, inside = np.zeros((self.k + 1, self.d)), self.inside_all
-        elif E is None:
-            E, inside = self.geom_coef(train) if geom else (self.full_coef(), np.zeros(self.d, dtype=bool))
-        if inside is None:
-            inside = np.zeros(self.d, dtype=bool)
-        S = self.G[train].sum(axis=0)
+        prep = self._prepared(train, geom, E, inside)
+        E, keep_idx, mu_k, sig_k, n_T = prep["E"], prep["keep_idx"], prep["mu_k"], prep["sig_k"], prep["n_T"]
         h, a, yi = self._sl
-        n_T = S[a, a][-1, -1]
-        HA_E = S[h, a] @ E
-        RR = S[h, h] - HA_E - HA_E.T + E.T @ S[a, a] @ E
-        s_R = S[h, a][:, -1] - E.T @ S[a, a][:, -1]
-        Ry = S[h, yi] - E.T @ S[a, yi]
-        y_bar = S[a, yi][-1] / n_T
-        mu = s_R / n_T
-        cov = RR / n_T - np.outer(mu, mu)
-        lo, hi = self._train_bounds(train, E, full)
-        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        if self.standardize:
-            # the scaler's rule (std below rtol x the largest magnitude: constant), and a variance
-            # below the round-off of its Gram formula is zero
-            scale = np.maximum(np.abs(lo), np.abs(hi))
-            numerically_zero = np.diag(cov) <= self._roundoff(S, E) / n_T + 16 * np.finfo(np.float64).eps * mu ** 2
-            keep = (std > self.rtol * np.where(scale > 0, scale, 1.0)) & ~inside & ~numerically_zero
-            sig = std
-        else:
-            keep = ~inside
-            sig = np.ones(self.d)
-        keep_idx = np.flatnonzero(keep)
+        Sy = self.G[train][:, :, yi].sum(axis=0)         # the target's column of S_T
+        y_bar = Sy[a][-1] / n_T
         test_idx = self.span[int(test)]
         y_te = self.y0[test_idx]
         n_a = len(grid)
+        yc2 = max(Sy[yi] - n_T * y_bar ** 2, 0.0)
         if keep_idx.size == 0:
             P = np.full((len(y_te), n_a), y_bar)
-            yc2 = S[yi, yi] - n_T * y_bar ** 2
-            crit = np.full(n_a, yc2 / n_T)
+            crit = np.full(n_a, (Sy[yi] - n_T * y_bar ** 2) / n_T)
             return FoldFit(_r2_curve(y_te, P), crit, 0, P[:, 0] + self.y_mean, 0)
-        mu_k, sig_k = mu[keep_idx], sig[keep_idx]
         R_te = self._residual(test_idx, E)
         Z_te = (R_te if keep_idx.size == self.d else R_te[:, keep_idx]) - mu_k
         Z_te /= sig_k
         if self.standardize and self.clip:
+            lo, hi = prep["lo"], prep["hi"]
             np.clip(Z_te, (lo[keep_idx] - mu_k) / sig_k, (hi[keep_idx] - mu_k) / sig_k, out=Z_te)
-        yc2 = max(S[yi, yi] - n_T * y_bar ** 2, 0.0)
-        dual = keep_idx.size > n_T
+        dual = prep["dual"]
         if dual:
             # more columns than training rows: the n_T x n_T kernel Z Z^T has the same spectrum
-            idx = self._positions(train)
-            Z = self._standardized(idx, E, keep_idx, mu_k, sig_k)
-            s, U = np.linalg.eigh(Z @ Z.T)
-            s = np.maximum(s, 0.0)
-            y_c = self.y0[idx] - y_bar
+            s, U, ZtU = prep["s"], prep["U"], prep["ZtU"]
+            y_c = self.y0[prep["idx"]] - y_bar
             c = U.T @ y_c
             filt = 1.0 / (s[:, None] + grid[None, :])                 # (n_T, n_alphas)
-            P = y_bar + (Z_te @ (Z.T @ U)) @ (c[:, None] * filt)
+            P = y_bar + (Z_te @ ZtU) @ (c[:, None] * filt)
             q2 = s * c ** 2
         else:
-            ZZ = n_T * cov[np.ix_(keep_idx, keep_idx)] / np.outer(sig_k, sig_k)
+            s, V = prep["s"], prep["V"]
+            Ry = Sy[h] - E.T @ Sy[a]
             Zy = (Ry[keep_idx] - n_T * mu_k * y_bar) / sig_k
-            s, V = np.linalg.eigh(ZZ)
-            s = np.maximum(s, 0.0)
             q = V.T @ Zy
             filt = 1.0 / (s[:, None] + grid[None, :])                 # (d', n_alphas)
             P = y_bar + Z_te @ (V @ (q[:, None] * filt))              # ridge weights, every alpha
@@ -391,7 +402,7 @@ class RidgeFolds:
 
         if select == "folds" and len(train) > 1:
             # computed for a single penalty too: it is the block's inner score (cpd_core.selection)
-            crit = self._inner_folds(S, train, E, keep_idx, sig_k, grid)
+            crit = self._inner_folds(prep, train, Sy, grid)
         elif n_a == 1:
             crit = np.zeros(1)
         elif select == "gcv":
@@ -407,7 +418,58 @@ class RidgeFolds:
         chosen = int(np.argmin(crit))
         return FoldFit(r2, crit, chosen, P[:, chosen] + self.y_mean, keep_idx.size)
 
-    def _inner_folds(self, S, train, E, keep_idx, sig_k, grid) -> np.ndarray:
+    def _prepared(self, train, geom, E=None, inside=None) -> dict:
+        """What a fit on folds ``train`` needs that does not depend on the target: residual
+        coefficients, training moments and range, kept columns, the eigendecomposition. Kept in
+        the memo shared with :meth:`retarget` copies (not when ``E`` is given explicitly)."""
+        key = ("fit", tuple(train), bool(geom)) if E is None else None
+        if key is not None and key in self._memo:
+            return self._memo[key]
+        full = E is None and not geom
+        if E is None and geom and self.fit_projection == "all":
+            E, inside = np.zeros((self.k + 1, self.d)), self.inside_all
+        elif E is None:
+            E, inside = self.geom_coef(train) if geom else (self.full_coef(), np.zeros(self.d, dtype=bool))
+        if inside is None:
+            inside = np.zeros(self.d, dtype=bool)
+        S = self.G[train].sum(axis=0)
+        h, a, yi = self._sl
+        S = S[:yi, :yi]                                      # the target-independent blocks of S_T
+        n_T = S[a, a][-1, -1]
+        HA_E = S[h, a] @ E
+        RR = S[h, h] - HA_E - HA_E.T + E.T @ S[a, a] @ E
+        s_R = S[h, a][:, -1] - E.T @ S[a, a][:, -1]
+        mu = s_R / n_T
+        cov = RR / n_T - np.outer(mu, mu)
+        lo, hi = self._train_bounds(train, E, full)
+        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        if self.standardize:
+            # the scaler's rule (std below rtol x the largest magnitude: constant), and a variance
+            # below the round-off of its Gram formula is zero
+            scale = np.maximum(np.abs(lo), np.abs(hi))
+            numerically_zero = np.diag(cov) <= self._roundoff(S, E) / n_T + 16 * np.finfo(np.float64).eps * mu ** 2
+            keep = (std > self.rtol * np.where(scale > 0, scale, 1.0)) & ~inside & ~numerically_zero
+            sig = std
+        else:
+            keep = ~inside
+            sig = np.ones(self.d)
+        keep_idx = np.flatnonzero(keep)
+        prep = {"E": E, "S": S, "n_T": n_T, "lo": lo, "hi": hi, "keep_idx": keep_idx, "mu_k": mu[keep_idx],
+                "sig_k": sig[keep_idx], "dual": keep_idx.size > n_T, "key": key}
+        if keep_idx.size and prep["dual"]:
+            idx = self._positions(train)
+            Z = self._standardized(idx, E, keep_idx, prep["mu_k"], prep["sig_k"])
+            s, U = np.linalg.eigh(Z @ Z.T)
+            prep.update(idx=idx, s=np.maximum(s, 0.0), U=U, ZtU=Z.T @ U)
+        elif keep_idx.size:
+            ZZ = n_T * cov[np.ix_(keep_idx, keep_idx)] / np.outer(prep["sig_k"], prep["sig_k"])
+            s, V = np.linalg.eigh(ZZ)
+            prep.update(s=np.maximum(s, 0.0), V=V)
+        if key is not None:
+            self._memo[key] = prep
+        return prep
+
+    def _inner_folds(self, prep, train, Sy, grid) -> np.ndarray:
         r"""Mean squared error per penalty over the inner folds: each training fold held out in turn.
 
         The probe standardised on the whole training set (as for the outer fit) is refit by ridge, with
@@ -416,41 +478,49 @@ class RidgeFolds:
         building the standardised matrix:
         :math:`\hat y = \bar y_{in} + H_{0,g} W - A_g (E W) - \mu_{in}^\top W` with
         :math:`W = V\,\mathrm{diag}(q)\,F / \sigma` (zero rows for dropped columns). No clipping:
-        training rows lie inside the training range by construction.
+        training rows lie inside the training range by construction. The eigendecompositions do
+        not depend on the target and are kept with ``prep``.
         """
         h, a, yi = self._sl
+        E, keep_idx, sig_k, S = prep["E"], prep["keep_idx"], prep["sig_k"], prep["S"]
+        inner = prep.setdefault("inner", {})
         total, count = np.zeros(len(grid)), 0
         if max(S[a, a][-1, -1] - self.G[g][a, a][-1, -1] for g in train) < keep_idx.size:
             # fewer inner training rows than columns: the kernel of the standardised rows
-            Z = {g: (self._residual(self.span[g], E)[:, keep_idx] / sig_k) for g in train}
+            if not inner:
+                Z = {g: (self._residual(self.span[g], E)[:, keep_idx] / sig_k) for g in train}
+                for g in train:
+                    Z_in = np.concatenate([Z[o] for o in train if o != g])
+                    z_bar = Z_in.mean(axis=0)
+                    Z_in -= z_bar
+                    s, U = np.linalg.eigh(Z_in @ Z_in.T)
+                    inner[g] = (np.maximum(s, 0.0), U, ((Z[g] - z_bar) @ Z_in.T) @ U)
             for g in train:
-                others = [o for o in train if o != g]
-                Z_in = np.concatenate([Z[o] for o in others])
-                y_in = np.concatenate([self.y0[self.span[o]] for o in others])
-                z_bar, y_bar = Z_in.mean(axis=0), y_in.mean()
-                Z_in -= z_bar
-                s, U = np.linalg.eigh(Z_in @ Z_in.T)
-                s = np.maximum(s, 0.0)
+                s, U, M = inner[g]
+                y_in = np.concatenate([self.y0[self.span[o]] for o in train if o != g])
+                y_bar = y_in.mean()
                 c = U.T @ (y_in - y_bar)
-                P = y_bar + ((Z[g] - z_bar) @ Z_in.T @ U) @ (c[:, None] / (s[:, None] + grid[None, :]))
+                P = y_bar + M @ (c[:, None] / (s[:, None] + grid[None, :]))
                 total += np.sum((self.y0[self.span[g]][:, None] - P) ** 2, axis=0)
                 count += len(P)
             return total / count
         Ek = E[:, keep_idx]
         W = np.zeros((self.d, len(grid)))
         for g in train:
-            S_in = S - self.G[g]
-            n_in = S_in[a, a][-1, -1]
-            S_HA = S_in[h, a][keep_idx]
-            HA_E = S_HA @ Ek
-            RR = S_in[h, h][np.ix_(keep_idx, keep_idx)] - HA_E - HA_E.T + Ek.T @ S_in[a, a] @ Ek
-            mu = (S_HA[:, -1] - Ek.T @ S_in[a, a][:, -1]) / n_in
-            Ry = S_in[h, yi][keep_idx] - Ek.T @ S_in[a, yi]
-            y_bar = S_in[a, yi][-1] / n_in
-            ZZ = (RR - n_in * np.outer(mu, mu)) / np.outer(sig_k, sig_k)
+            if g not in inner:
+                S_in = S - self.G[g][:yi, :yi]
+                n_in = S_in[a, a][-1, -1]
+                S_HA = S_in[h, a][keep_idx]
+                HA_E = S_HA @ Ek
+                RR = S_in[h, h][np.ix_(keep_idx, keep_idx)] - HA_E - HA_E.T + Ek.T @ S_in[a, a] @ Ek
+                mu = (S_HA[:, -1] - Ek.T @ S_in[a, a][:, -1]) / n_in
+                s, V = np.linalg.eigh((RR - n_in * np.outer(mu, mu)) / np.outer(sig_k, sig_k))
+                inner[g] = (np.maximum(s, 0.0), V, mu, n_in)
+            s, V, mu, n_in = inner[g]
+            Sy_in = Sy - self.G[g][:, yi]
+            Ry = Sy_in[h][keep_idx] - Ek.T @ Sy_in[a]
+            y_bar = Sy_in[a][-1] / n_in
             Zy = (Ry - n_in * mu * y_bar) / sig_k
-            s, V = np.linalg.eigh(ZZ)
-            s = np.maximum(s, 0.0)
             W[keep_idx] = (V @ ((V.T @ Zy)[:, None] / (s[:, None] + grid[None, :]))) / sig_k[:, None]
             sl = self.span[g]
             P = (y_bar - mu @ W[keep_idx]) + self.H0[sl] @ W - self._A(sl) @ (E @ W)

@@ -319,3 +319,31 @@ def test_columns_zero_on_every_training_row_are_dropped_as_row_wise(geom):
         ref, _ = _rowwise(H, C, y, fold_of, 0, geom, Pipeline([("s", ClippedStandardScaler()),
                                                                  ("r", Ridge(alpha=alpha))]))
         assert r2 == pytest.approx(ref, abs=1e-8)
+
+
+@pytest.mark.parametrize("select", ["folds", "loo", "gcv"])
+@pytest.mark.parametrize("width", [24, 400])          # primal, and more columns than training rows (kernel)
+def test_retarget_equals_a_fresh_fit_and_shares_the_decompositions(select, width):
+    """Several targets on one block: every fit of a retargeted copy equals that of a RidgeFolds built for that
+    target, whichever target was probed first, and the target-independent work is done once."""
+    rng = np.random.default_rng(11)
+    n = 300
+    C = np.column_stack([rng.integers(0, 4, size=(n, 2)), np.ones(n)])
+    H = rng.normal(size=(n, width)) + C[:, :1]
+    ys = [H[:, 0] + rng.normal(size=n), C[:, 0] * 2.0 + H[:, 1], rng.permutation(H[:, 2])]
+    fold_of = fold_labels(n, 4, seed=2)
+    base = RidgeFolds(H, C, ys[0], fold_of)
+    copies = [base] + [base.retarget(y) for y in ys[1:]]
+    for train, test in [([1, 2, 3], 0), ([0, 2], 1)]:
+        for geom in (True, False):
+            for y, rf in zip(ys, copies):
+                got = rf.fit(train, test, geom=geom, select=select)
+                ref = RidgeFolds(H, C, y, fold_of).fit(train, test, geom=geom, select=select)
+                np.testing.assert_allclose(got.r2, ref.r2, rtol=0, atol=1e-9)
+                np.testing.assert_allclose(got.criterion, ref.criterion, rtol=1e-9)
+                assert got.chosen == ref.chosen and got.n_kept == ref.n_kept
+                np.testing.assert_allclose(got.predictions, ref.predictions, rtol=0, atol=1e-9)
+    # one decomposition per (training set, residual), whatever the number of targets
+    assert len(base._memo) == 4 and all(rf._memo is base._memo for rf in copies)
+    with pytest.raises(InputError, match="shape"):
+        base.retarget(ys[0][:10])
