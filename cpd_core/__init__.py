@@ -7,7 +7,8 @@ The public API (stable; the book, the tests and later chapters rely on it):
 - :func:`cpd` / :func:`cpd_table` — cross-validated R²_full, R²_comp, R²_geom with ridge (closed form), MLP or
   GBT probes, each with a 95 % interval (``CPDResult.ci``);
 - :func:`compare` — the paired difference of two results on the same molecules, with its interval;
-- :func:`best_block` — nested choice of the most informative block.
+- :func:`best_block` — nested choice of the most informative block; :func:`scan_blocks` scans the blocks
+  once for several targets, and :meth:`BlockScan.choose` chooses among any subset of them.
 
 The CPD math needs only numpy, scipy and scikit-learn: it works on features from any source.
 """
@@ -22,13 +23,14 @@ from cpd_core.composition import Composition, composition, composition_matrix  #
 from cpd_core.decomposition import CPDResult, cpd, cpd_table  # noqa: E402
 from cpd_core.errors import InputError  # noqa: E402
 from cpd_core.intervals import Comparison, compare  # noqa: E402
-from cpd_core.selection import BlockChoice, best_block  # noqa: E402
+from cpd_core.selection import BlockChoice, BlockScan, best_block, scan_blocks  # noqa: E402
 from cpd_core.projection import CompositionProjector, composition_rank, project_out  # noqa: E402
 
 __all__ = [
     "Composition",
     "CompositionProjector",
     "BlockChoice",
+    "BlockScan",
     "CPDResult",
     "Comparison",
     "InputError",
@@ -40,5 +42,6 @@ __all__ = [
     "cpd",
     "cpd_table",
     "project_out",
+    "scan_blocks",
 ]
 __version__ = "0.1.0"

@@ -298,11 +298,12 @@ def _assemble(rows, oof, y, C, fold_of, cv, seed, probe, fit_projection, n_featu
     )
 
 
-def _probe_fold(H, C, y, tr, te, probe, seed, standardize, clip=True, H_all=None):
+def _probe_fold(H, C, y, tr, te, probe, seed, standardize, clip=True, H_all=None, full=True):
     """One fold of any probe (MLP, GBT, a user's regressor) on raw features and on the residual.
 
     The residual is the training-fold projection, or rows of ``H_all`` (projected on all rows).
     Returns the fold's scores (and ridge penalties) and the held-out predictions per feature set.
+    ``full=False`` skips the raw features: ``r2_full`` and its predictions are NaN.
     """
     if H_all is None:
         proj = CompositionProjector().fit(C[tr], H[tr])
@@ -310,7 +311,9 @@ def _probe_fold(H, C, y, tr, te, probe, seed, standardize, clip=True, H_all=None
     else:
         R_tr, R_te = H_all[tr], H_all[te]
     row, pred = {}, {}
-    for key, X_tr, X_te in (("full", H[tr], H[te]), ("geom", R_tr, R_te)):
+    if not full:
+        row["r2_full"], pred["full"] = np.nan, np.full(len(y[te]), np.nan)
+    for key, X_tr, X_te in ((("full", H[tr], H[te]),) if full else ()) + (("geom", R_tr, R_te),):
         model = make_probe(probe, seed=seed, standardize=standardize, clip=clip).fit(X_tr, y[tr])
         pred[key] = model.predict(X_te)
         row[f"r2_{key}"] = r2_score(y[te], pred[key])

@@ -83,6 +83,8 @@ def bootstrap_r2(y: np.ndarray, fold_of: np.ndarray, predictions: list[np.ndarra
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The central ``level`` percentile interval of bootstrap replicates (NaN replicates ignored)."""
     tail = 100 * (1 - level) / 2
+    if np.isnan(replicates).all():
+        return float("nan"), float("nan")       # a score that was not computed (e.g. R²_full skipped)
     lo, hi = np.nanpercentile(replicates, [tail, 100 - tail])
     return float(lo), float(hi)
 
@@ -94,6 +96,11 @@ def bootstrap_scores(result, n_boot: int = 1000, seed: int = 0) -> dict[str, np.
     keys = list(PREDICTION_OF)
     reps = bootstrap_r2(result.y, result.fold_of, [result.oof[PREDICTION_OF[k]] for k in keys], n_boot, seed)
     return {k: reps[:, i] for i, k in enumerate(keys)}
+
+
+def _signed(x: float) -> str:
+    """A signed difference of R²: three decimals, or whole numbers with separators beyond ±10 (a collapse)."""
+    return f"{x:+,.0f}" if abs(x) >= 10 else f"{x:+.3f}"
 
 
 @dataclass(frozen=True)
@@ -129,13 +136,25 @@ class Comparison:
         return self.lo > 0 or self.hi < 0
 
     def verdict(self, name_a: str = "A", name_b: str = "B") -> str:
-        """A sentence: which is higher, or that this scale does not resolve it."""
+        """A sentence: which is higher, that both are identical, or that this scale does not resolve it.
+
+        Examples
+        --------
+        >>> Comparison("r2_geom", 0.5, 0.3, 0.2, 0.1, 0.3, 0.95, 500).verdict("x", "y")
+        'x > y by 0.200 (95 % interval of x − y: [+0.100, +0.300], n = 500)'
+        >>> Comparison("r2_geom", 0.3, -2644.4, 2644.7, 1210.3, 5120.9, 0.95, 500).verdict("x", "y")
+        'x > y by 2,645 (95 % interval of x − y: [+1,210, +5,121], n = 500)'
+        >>> Comparison("r2_geom", 0.3, 0.3, 0.0, 0.0, 0.0, 0.95, 500).verdict("x", "y")
+        'x and y: identical held-out predictions on all n = 500 (difference 0)'
+        """
+        if self.diff == 0 and self.lo == 0 and self.hi == 0:
+            return f"{name_a} and {name_b}: identical held-out predictions on all n = {self.n} (difference 0)"
         if not self.resolved:
-            return f"{name_a} vs {name_b}: not resolved at n = {self.n} (difference {self.diff:+.3f}, " \
-                   f"{100 * self.level:.0f} % interval [{self.lo:+.3f}, {self.hi:+.3f}])"
+            return f"{name_a} vs {name_b}: not resolved at n = {self.n} (difference {_signed(self.diff)}, " \
+                   f"{100 * self.level:.0f} % interval [{_signed(self.lo)}, {_signed(self.hi)}])"
         higher, lower = (name_a, name_b) if self.diff > 0 else (name_b, name_a)
-        return f"{higher} > {lower} by {abs(self.diff):.3f} ({100 * self.level:.0f} % interval of " \
-               f"{name_a} − {name_b}: [{self.lo:+.3f}, {self.hi:+.3f}], n = {self.n})"
+        return f"{higher} > {lower} by {_signed(abs(self.diff))[1:]} ({100 * self.level:.0f} % interval of " \
+               f"{name_a} − {name_b}: [{_signed(self.lo)}, {_signed(self.hi)}], n = {self.n})"
 
     def as_dict(self) -> dict:
         return {"score": self.score, "a": self.a, "b": self.b, "diff": self.diff, "diff_lo": self.lo,

@@ -83,11 +83,13 @@ class BlockChoice:
         top = counts[counts == counts.max()].index
         return max(top, key=lambda b: self.scan.loc[b, "r2_geom"])
 
-    def probe(self, probe, seed: int | None = None, standardize: bool = True):
+    def probe(self, probe, seed: int | None = None, standardize: bool = True, full: bool = True):
         """Another probe (``"mlp"``, ``"gbt"``, a regressor) on each outer fold's chosen block.
 
         The block of outer fold :math:`f` was chosen on ridge inner folds of its training rows, so
-        this stays nested. Returns a :class:`~cpd_core.CPDResult` on the same folds.
+        this stays nested. Returns a :class:`~cpd_core.CPDResult` on the same folds. With
+        ``full=False`` the probe is fit on the geometric residual only (half the cost): its
+        ``r2_full`` is NaN.
         """
         from cpd_core.decomposition import _assemble, run_folds
 
@@ -96,8 +98,8 @@ class BlockChoice:
         oof = {"full": np.empty(res.n_samples), "geom": np.empty(res.n_samples)}
         rows = []
         chosen = list(self.choices["block"].items())
-        calls = [(self.blocks[block], self.C, res.y, res.fold_of != fold, res.fold_of == fold, probe, seed, standardize)
-                 for fold, block in chosen]
+        calls = [(self.blocks[block], self.C, res.y, res.fold_of != fold, res.fold_of == fold, probe, seed, standardize,
+                  True, None, full) for fold, block in chosen]
         for (fold, _), (row, pred) in zip(chosen, run_folds(calls)):
             te = res.fold_of == fold
             for key in oof:
@@ -106,6 +108,181 @@ class BlockChoice:
         name = probe if isinstance(probe, str) else type(probe).__name__
         return _assemble(rows, oof, res.y, self.C, res.fold_of, res.cv, seed, f"{name} (nested block)", "train",
                          res.n_features, res.level, res.n_boot)
+
+
+@dataclass
+class BlockScan:
+    """Every block of a model scored on the outer and inner folds, for one or more targets.
+
+    What :func:`best_block` chooses from, kept so that choices among any subset of the blocks
+    (:meth:`choose` with ``among``: for example only the scalar blocks) cost no further fit.
+
+    Attributes
+    ----------
+    names : list of str
+        The blocks, in the order given.
+    inner : dict of str to numpy.ndarray, shape (K, n_blocks)
+        Target → inner mean R²_geom per (outer fold, block).
+    outer : dict of str to dict
+        Target → block → (per outer fold ``[r2_geom, r2_full, alpha_geom, alpha_full]``, held-out
+        geometric predictions, held-out full predictions).
+    """
+
+    names: list
+    arrays: dict = field(repr=False)
+    C: np.ndarray = field(repr=False)
+    ys: dict = field(repr=False)
+    fold_of: np.ndarray = field(repr=False)
+    cv: int
+    seed: int
+    level: float
+    n_boot: int
+    inner: dict = field(repr=False)
+    outer: dict = field(repr=False)
+
+    def choose(self, target=None, among=None) -> BlockChoice:
+        """The nested choice for ``target`` (the only one if ``None``) among the blocks ``among`` (default all)."""
+        from cpd_core.decomposition import _assemble
+
+        if target is None:
+            if len(self.ys) != 1:
+                raise InputError(f"name the target: this scan has {list(self.ys)}")
+            target = next(iter(self.ys))
+        if target not in self.ys:
+            raise InputError(f"target {target!r} was not scanned; scanned: {list(self.ys)}")
+        names = self.names if among is None else [n for n in self.names if n in set(among)]
+        if not names:
+            raise InputError(f"none of the blocks {sorted(among)} was scanned")
+        cols = [self.names.index(n) for n in names]
+        inner, outer, y, K = self.inner[target][:, cols], self.outer[target], self.ys[target], self.cv
+        chosen = [names[int(np.argmax(inner[f]))] for f in range(K)]
+        rows, choices = [], []
+        oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
+        for f, name in enumerate(chosen):
+            scores, g_oof, f_oof = outer[name]
+            te = self.fold_of == f
+            oof["geom"][te], oof["full"][te] = g_oof[te], f_oof[te]
+            rows.append({"fold": f, "r2_full": scores[f, 1], "r2_geom": scores[f, 0],
+                         "alpha_full": scores[f, 3], "alpha_geom": scores[f, 2]})
+            choices.append({"fold": f, "block": name, "inner_r2_geom": inner[f, names.index(name)],
+                            "outer_r2_geom": scores[f, 0]})
+        width = max(self.arrays[n].shape[1] for n in set(chosen))
+        result = _assemble(rows, oof, y, self.C, self.fold_of, K, self.seed, "ridge (nested block)", "train", width,
+                           self.level, self.n_boot)
+        scan = pd.DataFrame({"r2_geom": [outer[n][0][:, 0].mean() for n in names],
+                             "r2_full": [outer[n][0][:, 1].mean() for n in names],
+                             "d": [self.arrays[n].shape[1] for n in names]}, index=pd.Index(names, name="block"))
+        naive = scan["r2_geom"].idxmax()
+        return BlockChoice(result, pd.DataFrame(choices).set_index("fold"), scan, naive,
+                           float(scan.loc[naive, "r2_geom"]), {n: self.arrays[n] for n in names}, self.C)
+
+
+def scan_blocks(blocks: Mapping[str, np.ndarray], C, ys: Mapping[str, np.ndarray], cv: int = 5, seed: int = 0,
+                alphas=None, select: str = "folds", standardize: bool = True, level: float = 0.95,
+                n_boot: int = 1000) -> BlockScan:
+    """Score every block on the outer and inner folds for every target (see the module docstring).
+
+    The targets share each block's per-fold statistics and eigendecompositions
+    (:meth:`cpd_core.ridge.RidgeFolds.retarget`), so scanning several targets costs little more
+    than one. :meth:`BlockScan.choose` makes the nested choice.
+
+    Parameters
+    ----------
+    blocks : mapping of str to array_like, shape (n, d_b)
+        Block name → pooled features, all on the same n structures.
+    C : array_like, shape (n, k)
+        Composition matrix.
+    ys : mapping of str to array_like, shape (n,)
+        Target name → target.
+    cv, seed, alphas, select, standardize, level, n_boot
+        As in :func:`cpd_core.cpd` (the same folds).
+
+    Returns
+    -------
+    BlockScan
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> C = np.column_stack([rng.integers(0, 5, 300), np.ones(300)])
+    >>> y = rng.normal(size=300)
+    >>> blocks = {f"noise{i}": rng.normal(size=(300, 20)) for i in range(4)}
+    >>> blocks["signal"] = np.column_stack([y + 0.3 * rng.normal(size=300), rng.normal(size=(300, 5))])
+    >>> scan = scan_blocks(blocks, C, {"y": y, "noise": rng.normal(size=300)}, cv=4)
+    >>> scan.choose("y").block, scan.choose("y", among=["noise0", "noise1"]).block in ("noise0", "noise1")
+    ('signal', True)
+    """
+    from cpd_core.decomposition import _check_inputs, fold_labels
+
+    if not blocks:
+        raise InputError("blocks is empty")
+    if not ys:
+        raise InputError("ys is empty: give at least one target")
+    names = list(blocks)
+    grid = as_alpha_grid(alphas)
+    arrays, checked = {}, {}
+    first = next(iter(ys))
+    for name in names:
+        H, C_checked, y_checked = _check_inputs(blocks[name], C, ys[first], cv)
+        arrays[name] = H
+    C = C_checked
+    for t, y in ys.items():
+        checked[t] = _check_inputs(arrays[names[0]], C, y, cv)[2]
+    K = int(cv)
+    fold_of = fold_labels(len(checked[first]), K, seed)
+
+    inner = {t: np.zeros((K, len(names))) for t in checked}   # inner mean R²_geom per (outer fold, block)
+    outer = {t: {} for t in checked}                           # block -> per outer fold scores, OOF preds
+    calls = [(arrays[name], C, checked, fold_of, grid, select, standardize) for name in names]
+    for b, (name, scanned) in enumerate(zip(names, _run_blocks(calls))):
+        for t, (inner_f, outer_t) in scanned.items():
+            inner[t][:, b] = inner_f
+            outer[t][name] = outer_t
+    return BlockScan(names, arrays, C, checked, fold_of, K, seed, level, n_boot, inner, outer)
+
+
+#: Below this many feature values in all blocks together, blocks are scanned in this process.
+PARALLEL_MIN_VALUES = 500_000
+
+
+def _run_blocks(calls: list[tuple]) -> list:
+    """:func:`_scan_block` of each block, on :func:`cpd_core.decomposition.fold_jobs` processes when the
+    blocks are large enough to pay for them (the result does not depend on it: each block is computed
+    alone and deterministically)."""
+    from cpd_core.decomposition import fold_jobs
+
+    jobs = min(fold_jobs(), len(calls))
+    if jobs <= 1 or sum(call[0].size for call in calls) < PARALLEL_MIN_VALUES:
+        return [_scan_block(*call) for call in calls]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=jobs, backend="loky")(delayed(_scan_block)(*call) for call in calls)
+
+
+def _scan_block(H, C, ys, fold_of, grid, select, standardize) -> dict:
+    """One block, every target: inner mean R²_geom per outer fold, and the outer folds' scores and predictions.
+
+    The targets share the block's per-fold statistics and eigendecompositions (:meth:`RidgeFolds.retarget`).
+    """
+    K = int(fold_of.max()) + 1
+    first = next(iter(ys))
+    base = RidgeFolds(H, C, ys[first], fold_of, standardize=standardize)
+    out = {}
+    for t, y in ys.items():
+        rf = base if t == first else base.retarget(y)
+        g_oof, f_oof = np.empty(len(y)), np.empty(len(y))
+        scores, inner = [], np.zeros(K)
+        for f in range(K):
+            train = [g for g in range(K) if g != f]
+            # each inner fit is the whole probe (projection, clipped scaler, penalty) refit on the
+            # other inner folds: a block whose clipped held-out rows break its fit shows it here
+            inner[f] = np.mean([_score(rf.fit([h for h in train if h != g], g, grid, True, select)) for g in train])
+            geo = rf.fit(train, f, grid, geom=True, select=select)
+            full = rf.fit(train, f, grid, geom=False, select=select)
+            g_oof[rf.rows[f]], f_oof[rf.rows[f]] = geo.predictions, full.predictions
+            scores.append((_score(geo), _score(full), grid[geo.chosen], grid[full.chosen]))
+        out[t] = (inner, (np.array(scores), g_oof, f_oof))
+    return out
 
 
 def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv: int = 5, seed: int = 0,
@@ -142,64 +319,15 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
     >>> choice.block, bool(choice.r2_geom > 0.8)
     ('signal', True)
     """
-    from cpd_core.decomposition import _assemble, _check_inputs, fold_labels
-
     if probe != "ridge":
         raise InputError(f"best_block selects with the closed-form ridge probe; got {probe!r} "
                          "(run other probes on the chosen blocks with BlockChoice.probe)")
-    if not blocks:
-        raise InputError("blocks is empty")
-    names = list(blocks)
-    grid = as_alpha_grid(alphas)
-    arrays = {}
-    for name in names:
-        H, C_checked, y_checked = _check_inputs(blocks[name], C, y, cv)
-        arrays[name] = H
-    C, y = C_checked, y_checked
-    K = int(cv)
-    fold_of = fold_labels(len(y), K, seed)
-
-    inner = np.zeros((K, len(names)))        # inner mean R²_geom per (outer fold, block)
-    outer = {}                               # block -> per outer fold (r2_geom, r2_full), OOF preds
-    for b, name in enumerate(names):
-        rf = RidgeFolds(arrays[name], C, y, fold_of, standardize=standardize)
-        g_oof, f_oof = np.empty(len(y)), np.empty(len(y))
-        scores = []
-        for f in range(K):
-            train = [g for g in range(K) if g != f]
-            # each inner fit is the whole probe (projection, clipped scaler, penalty) refit on the other
-            # inner folds: a block whose clipped held-out rows break its fit shows it here
-            inner[f, b] = np.mean([_score(rf.fit([h for h in train if h != g], g, grid, True, select))
-                                   for g in train])
-            geo = rf.fit(train, f, grid, geom=True, select=select)
-            full = rf.fit(train, f, grid, geom=False, select=select)
-            g_oof[rf.rows[f]], f_oof[rf.rows[f]] = geo.predictions, full.predictions
-            scores.append((_score(geo), _score(full), grid[geo.chosen], grid[full.chosen]))
-        outer[name] = (np.array(scores), g_oof, f_oof)
-
-    chosen = [names[int(np.argmax(inner[f]))] for f in range(K)]
-    rows, choices = [], []
-    oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
-    for f, name in enumerate(chosen):
-        scores, g_oof, f_oof = outer[name]
-        te = fold_of == f
-        oof["geom"][te], oof["full"][te] = g_oof[te], f_oof[te]
-        rows.append({"fold": f, "r2_full": scores[f, 1], "r2_geom": scores[f, 0],
-                     "alpha_full": scores[f, 3], "alpha_geom": scores[f, 2]})
-        choices.append({"fold": f, "block": name, "inner_r2_geom": inner[f, names.index(name)],
-                        "outer_r2_geom": scores[f, 0]})
-    width = max(arrays[n].shape[1] for n in set(chosen))
-    result = _assemble(rows, oof, y, C, fold_of, K, seed, "ridge (nested block)", "train", width, level, n_boot)
-    scan = pd.DataFrame({"r2_geom": [outer[n][0][:, 0].mean() for n in names],
-                         "r2_full": [outer[n][0][:, 1].mean() for n in names],
-                         "d": [arrays[n].shape[1] for n in names]}, index=pd.Index(names, name="block"))
-    naive = scan["r2_geom"].idxmax()
-    return BlockChoice(result, pd.DataFrame(choices).set_index("fold"), scan, naive,
-                       float(scan.loc[naive, "r2_geom"]), arrays, C)
+    return scan_blocks(blocks, C, {"y": y}, cv=cv, seed=seed, alphas=alphas, select=select, standardize=standardize,
+                       level=level, n_boot=n_boot).choose("y")
 
 
 def _score(fit) -> float:
     return float(fit.r2[fit.chosen])
 
 
-__all__ = ["BlockChoice", "best_block"]
+__all__ = ["BlockChoice", "BlockScan", "best_block", "scan_blocks"]

@@ -56,6 +56,17 @@ def test_other_probes_on_the_chosen_blocks():
     assert np.array_equal(gbt.fold_of, choice.result.fold_of)
 
 
+def test_nonlinear_probe_on_the_residual_only():
+    blocks, C, y, rng = _noise_blocks(n=200, n_blocks=2, seed=6)
+    blocks["signal"] = np.column_stack([np.tanh(y) + 0.1 * rng.normal(size=len(y)), rng.normal(size=(len(y), 3))])
+    choice = best_block(blocks, C, y, cv=3, seed=0)
+    both, geom_only = choice.probe("gbt"), choice.probe("gbt", full=False)
+    assert geom_only.r2_geom == both.r2_geom and geom_only.ci["r2_geom"] == both.ci["r2_geom"]
+    assert np.isnan(geom_only.r2_full) and all(np.isnan(geom_only.ci["r2_full"]))
+    assert np.isfinite(both.r2_full)
+    assert np.isnan(geom_only.summary()["r2_full_lo"])
+
+
 def test_bad_input():
     blocks, C, y, _ = _noise_blocks(n_blocks=2)
     with pytest.raises(InputError, match="empty"):
@@ -81,3 +92,49 @@ def test_inner_score_refits_the_whole_probe_on_the_inner_folds():
         train = [g for g in range(4) if g != f]
         fits = [rf.fit([h for h in train if h != g], g) for g in train]
         assert row["inner_r2_geom"] == pytest.approx(np.mean([fit.r2[fit.chosen] for fit in fits]), rel=1e-10)
+
+
+def test_one_scan_of_several_targets_equals_a_choice_per_target():
+    """scan_blocks: the nested choice per target, and a choice among a subset of blocks, equal best_block run
+    separately on that target and that subset (same folds: scanning once only shares the work)."""
+    from cpd_core import scan_blocks
+
+    blocks, C, y, rng = _noise_blocks(n=240, n_blocks=4, d=8, seed=9)
+    blocks["signal"] = np.column_stack([y + rng.normal(size=len(y)), rng.normal(size=(len(y), 3))])
+    ys = {"y": y, "mass": C[:, 0] * 12.0 + C[:, 1], "noise": rng.normal(size=len(y))}
+    scan = scan_blocks(blocks, C, ys, cv=4, seed=2)
+    for target, t in ys.items():
+        for among in (None, ["b0", "b2", "signal"], ["b1", "b3"]):
+            subset = blocks if among is None else {b: blocks[b] for b in among}
+            got, ref = scan.choose(target, among=among), best_block(subset, C, t, cv=4, seed=2)
+            assert got.choices["block"].tolist() == ref.choices["block"].tolist()
+            assert got.r2_geom == pytest.approx(ref.r2_geom, abs=1e-10)
+            assert got.result.ci["r2_geom"] == pytest.approx(ref.result.ci["r2_geom"], abs=1e-10)
+            assert got.naive_block == ref.naive_block and list(got.scan.index) == list(subset)
+    assert scan.choose("y").block == "signal"
+    with pytest.raises(InputError, match="name the target"):
+        scan.choose()
+    with pytest.raises(InputError, match="not scanned"):
+        scan.choose("dipole")
+    with pytest.raises(InputError, match="none of the blocks"):
+        scan.choose("y", among=["nope"])
+    with pytest.raises(InputError, match="ys is empty"):
+        scan_blocks(blocks, C, {})
+
+
+def test_blocks_scanned_in_worker_processes_give_the_same_choice(monkeypatch):
+    import cpd_core.selection as selection
+    from cpd_core import scan_blocks
+
+    blocks, C, y, rng = _noise_blocks(n=200, n_blocks=3, d=6, seed=8)
+    ys = {"y": y, "other": rng.normal(size=len(y))}
+    monkeypatch.setenv("CPD_JOBS", "1")
+    serial = scan_blocks(blocks, C, ys, cv=4, seed=0)
+    monkeypatch.setenv("CPD_JOBS", "2")
+    monkeypatch.setattr(selection, "PARALLEL_MIN_VALUES", 0)
+    parallel = scan_blocks(blocks, C, ys, cv=4, seed=0)
+    for t in ys:
+        np.testing.assert_array_equal(serial.inner[t], parallel.inner[t])
+        for name in blocks:
+            for a, b in zip(serial.outer[t][name], parallel.outer[t][name]):
+                np.testing.assert_array_equal(a, b)

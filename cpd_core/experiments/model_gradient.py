@@ -5,7 +5,9 @@ invariant, see :mod:`cpd_core.extract`) are candidates; the most informative blo
 is chosen on inner folds of each training fold and scored on the outer fold
 (:func:`cpd_core.best_block`), so the reported :math:`R^2_\text{geom}` carries no winner's curse.
 The naive maximum over blocks is kept beside it, labelled. The nonlinear probes (MLP, GBT) run on
-each outer fold's chosen block. Random-init twins are drawn with several seeds, and control
+each outer fold's chosen block, on the geometric residual only (their R²_full is not reported: NaN).
+Every block is scored once for all targets, controls included (:func:`cpd_core.scan_blocks`), and the
+routing comparison chooses among subsets of that scan. Random-init twins are drawn with several seeds, and control
 targets (:mod:`cpd_core.experiments.controls`) are probed for every model.
 """
 
@@ -21,7 +23,7 @@ from cpd_core.datasets.qm9 import check_targets, load_qm9
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import control_targets
 from cpd_core.intervals import compare
-from cpd_core.selection import best_block
+from cpd_core.selection import scan_blocks
 
 
 #: Named model sets of :func:`default_models`.
@@ -119,12 +121,16 @@ class GradientRun:
 
 
 def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear):
-    """Nested CPD of one model's blocks for every target; controls with ridge only."""
+    """Nested CPD of one model's blocks for every target; controls with ridge only.
+
+    Returns the rows, the naive scan, the results and the :class:`~cpd_core.selection.BlockScan`
+    (every target's blocks scored once, shared with :func:`_routing`)."""
     rows, scans, results = [], [], {}
-    for target, y in ys.items():
-        if target in control_names and not nonlinear:
-            continue                       # controls: once per model (first seed)
-        choice = best_block(blocks, C, y, cv=cv, seed=0)
+    # controls: once per model (first seed)
+    ys = {t: y for t, y in ys.items() if nonlinear or t not in control_names}
+    block_scan = scan_blocks(blocks, C, ys, cv=cv, seed=0)
+    for target in ys:
+        choice = block_scan.choose(target)
         counts = choice.counts
         info = {"target": target, "block": choice.block, "naive_block": choice.naive_block,
                 "naive_r2_geom": choice.naive_r2_geom, "control": target in control_names,
@@ -137,20 +143,23 @@ def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear)
         for probe in probes:
             if probe == "ridge":
                 continue
-            res = choice.probe(probe, seed=0)
+            res = choice.probe(probe, seed=0, full=False)    # R²_full of the nonlinear probes is not reported
             results[(name, seed, target, probe)] = res
             rows.append({**res.summary(), "probe": probe, **info})
-    return rows, pd.concat(scans, ignore_index=True), results
+    return rows, pd.concat(scans, ignore_index=True), results, block_scan
 
 
-def _routing(name, blocks, C, ys, cv):
-    """Nested ridge R²_geom with the block chosen within each kind, and paired differences."""
-    kinds = {k: {b: H for b, H in blocks.items() if block_kind(b) == k} for k in KINDS}
+def _routing(name, block_scan, targets):
+    """Nested ridge R²_geom with the block chosen within each kind, and paired differences.
+
+    The choices come from ``block_scan`` (:func:`_model_rows`' scan of every block): a nested
+    choice among a subset of blocks needs no further fit."""
+    kinds = {k: [b for b in block_scan.names if block_kind(b) == k] for k in KINDS}
     if not kinds["pooled-norm"]:
         return []
     rows = []
-    for target, y in ys.items():
-        res = {k: best_block(v, C, y, cv=cv, seed=0).result for k, v in kinds.items() if v}
+    for target in targets:
+        res = {k: block_scan.choose(target, among=v).result for k, v in kinds.items() if v}
         row = {"model": name, "target": target}
         for k, r in res.items():
             row[k], (row[f"{k}_lo"], row[f"{k}_hi"]) = r.r2_geom, r.ci["r2_geom"]
@@ -233,7 +242,7 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
         del featurizer
         keep = common[feats.kept]  # of the rows this model kept, those every model kept
         blocks = {block: H[keep] for block, H in feats.items()}
-        rows_, scan, res = _model_rows(name, s, blocks, C, {**ys, **control_ys}, probes, cv, set(control_ys),
+        rows_, scan, res, block_scan = _model_rows(name, s, blocks, C, {**ys, **control_ys}, probes, cv, set(control_ys),
                                        nonlinear=(s == twin_seeds[0] or card.status != "random-init"))
         info = {"model": name, "seed": s, "family": card.family, "status": card.status, "twin_of": card.twin_of,
                 "domain": card.domain, "parameters": n_params[name]}
@@ -241,8 +250,8 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
         scans.append(scan.assign(model=name, seed=s))
         results.update(res)
         if routing and s == 0:
-            routes += _routing(name, blocks, C, ys, cv)
-        del feats, blocks
+            routes += _routing(name, block_scan, list(ys))
+        del feats, blocks, block_scan
     summary = pd.concat(summaries, ignore_index=True)
     front = ["model", "seed", "family", "status", "twin_of", "domain", "parameters", "target", "control", "block",
              "probe"]
