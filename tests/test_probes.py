@@ -105,8 +105,25 @@ def test_mlp_probe_is_seeded_with_standardised_target():
 
 def test_gbt_probe_is_seeded_and_unscaled():
     p = make_probe("gbt", seed=3)
-    assert isinstance(p, HistGradientBoostingRegressor)
-    assert p.random_state == 3
+    assert isinstance(p, Pipeline) and [name for name, _ in p.steps] == ["drop constant", "probe"]
+    assert isinstance(p[-1], HistGradientBoostingRegressor)
+    assert p[-1].random_state == 3
+
+
+def test_gbt_without_its_constant_columns_grows_the_same_trees():
+    """Dropping columns constant on the training rows only saves time: predictions equal the bare trees'."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 12))
+    X[:, [2, 5, 9]] = 0.0                      # zero on every training row
+    X[:, 7] = 4.0
+    y = np.sin(X[:, 0]) + X[:, 1] ** 2 + 0.1 * rng.normal(size=300)
+    X_test = rng.normal(size=(80, 12))          # the dropped columns vary here: ignored, as by the bare trees
+    ours = make_probe("gbt", seed=0).fit(X, y)
+    bare = HistGradientBoostingRegressor(random_state=0).fit(X, y)
+    assert ours[0].keep_.sum() == 8
+    np.testing.assert_array_equal(ours.predict(X_test), bare.predict(X_test))
+    everything_constant = make_probe("gbt").fit(np.ones((50, 3)), rng.normal(size=50))
+    assert everything_constant.predict(np.zeros((2, 3))).shape == (2,)
 
 
 def test_probes_are_fresh_each_call():
