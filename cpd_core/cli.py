@@ -31,7 +31,8 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--pooling", default="mean", choices=["mean", "sum"])
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--batch-size", type=int, default=256, help="structures per forward pass (default 256)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="structures per forward pass (default: 16 on a CPU, 256 on a GPU)")
     p.add_argument("--shard-size", type=int, default=8192,
                    help="structures per cache shard; an interrupted run resumes from finished shards")
     p.add_argument("--skip-unsupported", action="store_true",
@@ -46,7 +47,7 @@ def _features(args):
     from cpd_core.extract import features
     from cpd_core.models import load
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     model = load(args.model, device=args.device)  # an unknown model fails before QM9 is read
     dataset = load_qm9(n=args.n, seed=args.seed)
