@@ -22,7 +22,7 @@ hold *beyond* a linear function of composition (Steier 2026).
 from __future__ import annotations
 
 import os
-
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,7 +182,7 @@ def _ridge_folds(H, C, y, fold_of, cv, fit_projection, standardize, grid, select
 
 def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str = "train",
         standardize: bool = True, alphas=None, select: str = "folds", level: float = 0.95,
-        n_boot: int = 1000, clip: bool = True) -> CPDResult:
+        n_boot: int = 1000, clip: bool = True, full: bool = True) -> CPDResult:
     r"""Composition Projection Decomposition of one target.
 
     Parameters
@@ -225,6 +225,11 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
         With ``standardize``, clip held-out standardised values to the training range (default);
         ``False`` is plain z-scoring (scikit-learn's ``StandardScaler``).
 
+    full : bool
+        Refit probes (MLP, GBT, a regressor) are fit on the raw features too (default). ``False``
+        fits them on the residual only, half the cost: ``r2_full`` is then NaN. Ridge always
+        reports both (its raw-feature fit costs little in closed form).
+
     Returns
     -------
     CPDResult
@@ -244,6 +249,67 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
     >>> lo, hi = res.ci["r2_geom"]; bool(lo < res.r2_geom < hi)
     True
     """
+    return run_pending([_cpd_pending(H, C, y, probe=probe, cv=cv, seed=seed, fit_projection=fit_projection,
+                                     standardize=standardize, alphas=alphas, select=select, level=level,
+                                     n_boot=n_boot, clip=clip, full=full)])[0]
+
+
+def cpd_many(jobs: Sequence[Mapping], progress: str | None = None, **common) -> list[CPDResult]:
+    """:func:`cpd` of each job, with the folds of every refit probe in one pool of worker processes.
+
+    The same results as ``[cpd(**common, **job) for job in jobs]`` (every fold is seeded and
+    independent), but the MLP, GBT and other refit folds of all jobs are spread over
+    :func:`fold_jobs` processes together, so no core idles while the last fold of one job runs.
+
+    Parameters
+    ----------
+    jobs : sequence of mapping
+        Keyword arguments of :func:`cpd` per job (``H``, ``C``, ``y``, ``probe``, ...).
+    progress : str, optional
+        Description of a progress bar over the refit folds (none by default).
+    **common
+        Keyword arguments shared by every job (a job's own value wins).
+
+    Returns
+    -------
+    list of CPDResult
+        In the order of ``jobs``.
+
+    Examples
+    --------
+    >>> from cpd_core.synthetic import planted
+    >>> d = planted(n=300, seed=0)
+    >>> a, b = cpd_many([{"probe": "ridge"}, {"probe": "gbt", "full": False}], H=d.H, C=d.C, y=d.y, cv=3)
+    >>> bool(a.r2_geom == cpd(d.H, d.C, d.y, cv=3).r2_geom), bool(np.isnan(b.r2_full))
+    (True, True)
+    """
+    return run_pending([_cpd_pending(**{**common, **job}) for job in jobs], progress=progress)
+
+
+@dataclass
+class Pending:
+    """A computation whose refit folds (:func:`_probe_fold` argument tuples) have yet to run.
+
+    ``finish(outputs)`` turns the folds' outputs, in the order of ``calls``, into the result."""
+
+    calls: list
+    finish: Callable[[list], object]
+
+
+def run_pending(pending: Sequence[Pending], progress: str | None = None) -> list:
+    """The results of ``pending``, their folds run together on :func:`fold_jobs` processes (:func:`run_folds`)."""
+    outputs = run_folds([c for p in pending for c in p.calls], progress=progress)
+    results, start = [], 0
+    for p in pending:
+        results.append(p.finish(outputs[start:start + len(p.calls)]))
+        start += len(p.calls)
+    return results
+
+
+def _cpd_pending(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str = "train",
+                 standardize: bool = True, alphas=None, select: str = "folds", level: float = 0.95,
+                 n_boot: int = 1000, clip: bool = True, full: bool = True) -> Pending:
+    """:func:`cpd`, checked and (for ridge) computed now; the folds of a refit probe left pending."""
     if fit_projection not in FIT_PROJECTION:
         raise InputError(f"fit_projection must be one of {FIT_PROJECTION}, got {fit_projection!r}")
     make_probe(probe)  # validates the name before any work
@@ -255,15 +321,20 @@ def cpd(H, C, y, probe="ridge", cv: int = 5, seed: int = 0, fit_projection: str 
     H, C, y = _check_inputs(H, C, y, cv)
     rank = CompositionProjector().fit(C, y).rank_
     fold_of = fold_labels(len(y), cv, seed)
+    name = probe if isinstance(probe, str) else type(probe).__name__
 
-    curve = None
+    def assemble(rows, oof, curve=None):
+        return _assemble(rows, oof, y, C, fold_of, int(cv), seed, name, fit_projection, H.shape[1], level, n_boot,
+                         curve, rank)
+
     if isinstance(probe, str) and probe == "ridge":
         rows, oof, curve = _ridge_folds(H, C, y, fold_of, int(cv), fit_projection, standardize, grid, select, clip)
-    else:
-        rows, oof = _generic_folds(H, C, y, fold_of, int(cv), probe, seed, fit_projection, standardize, clip)
-    name = probe if isinstance(probe, str) else type(probe).__name__
-    return _assemble(rows, oof, y, C, fold_of, int(cv), seed, name, fit_projection, H.shape[1], level, n_boot,
-                     curve, rank)
+        result = assemble(rows, oof, curve)
+        return Pending([], lambda outputs: result)
+    H_all = project_out(H, C) if fit_projection == "all" else None
+    calls = [(H, C, y, fold_of != fold, fold_of == fold, probe, seed, standardize, clip, H_all, full)
+             for fold in range(int(cv))]
+    return Pending(calls, lambda outputs: assemble(*collect_folds(outputs, range(int(cv)), fold_of, len(y))))
 
 
 def _assemble(rows, oof, y, C, fold_of, cv, seed, probe, fit_projection, n_features, level, n_boot,
@@ -342,23 +413,27 @@ def fold_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def run_folds(calls: list[tuple]) -> list:
-    """``_probe_fold(*args)`` for each argument tuple, on :func:`fold_jobs` processes (in order)."""
+def run_folds(calls: list[tuple], progress: str | None = None) -> list:
+    """``_probe_fold(*args)`` for each argument tuple, on :func:`fold_jobs` processes (in order).
+
+    ``progress``: a description for a progress bar over the folds (none by default)."""
+    from tqdm import tqdm
+
     jobs = min(fold_jobs(), len(calls))
+    bar = dict(total=len(calls), desc=progress, unit="fold", disable=progress is None)
     if jobs <= 1:
-        return [_probe_fold(*args) for args in calls]
+        return [_probe_fold(*args) for args in tqdm(calls, **bar)]
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=jobs, backend="loky")(delayed(_probe_fold)(*args) for args in calls)
+    outputs = Parallel(n_jobs=jobs, backend="loky", return_as="generator")(delayed(_probe_fold)(*args) for args in calls)
+    return list(tqdm(outputs, **bar))
 
 
-def _generic_folds(H, C, y, fold_of, cv, probe, seed, fit_projection, standardize, clip=True):
-    """Any probe, refit per fold (MLP, GBT, a user's regressor); folds run in parallel (:func:`run_folds`)."""
-    H_all = project_out(H, C) if fit_projection == "all" else None
-    oof = {"full": np.empty(len(y)), "geom": np.empty(len(y))}
+def collect_folds(outputs, folds, fold_of, n):
+    """Per-fold rows and out-of-fold predictions from :func:`_probe_fold` outputs, one per fold of ``folds``."""
+    oof = {"full": np.empty(n), "geom": np.empty(n)}
     rows = []
-    calls = [(H, C, y, fold_of != fold, fold_of == fold, probe, seed, standardize, clip, H_all) for fold in range(cv)]
-    for fold, (row, pred) in enumerate(run_folds(calls)):
+    for fold, (row, pred) in zip(folds, outputs):
         te = fold_of == fold
         for key in oof:
             oof[key][te] = pred[key]

@@ -98,6 +98,7 @@ def cpd_bars(summary: pd.DataFrame, folds: pd.DataFrame, title: str | None = Non
                         fmt="none", ecolor="k", elinewidth=1.2, capsize=3)
             for xi, probe in zip(x, probes):
                 r2 = fsub.loc[(fsub["probe"] == probe) & (fsub["score"] == score), "r2"].to_numpy(dtype=float)
+                r2 = r2[~np.isnan(r2)]  # a score the probe was not fit for (R²_full of a residual-only probe)
                 jitter = xi + rng.uniform(-0.25, 0.25, len(r2)) * width
                 ok = r2 >= floor
                 below += int((~ok).sum())

@@ -89,25 +89,30 @@ class BlockChoice:
         The block of outer fold :math:`f` was chosen on ridge inner folds of its training rows, so
         this stays nested. Returns a :class:`~cpd_core.CPDResult` on the same folds. With
         ``full=False`` the probe is fit on the geometric residual only (half the cost): its
-        ``r2_full`` is NaN.
+        ``r2_full`` is NaN. :meth:`pending` defers the folds, to run those of several probes
+        together (:func:`cpd_core.decomposition.run_pending`).
         """
-        from cpd_core.decomposition import _assemble, run_folds
+        from cpd_core.decomposition import run_pending
+
+        return run_pending([self.pending(probe, seed=seed, standardize=standardize, full=full)])[0]
+
+    def pending(self, probe, seed: int | None = None, standardize: bool = True, full: bool = True):
+        """:meth:`probe` with its folds not yet run: a :class:`~cpd_core.decomposition.Pending`."""
+        from cpd_core.decomposition import Pending, _assemble, collect_folds
 
         res = self.result
         seed = res.seed if seed is None else seed
-        oof = {"full": np.empty(res.n_samples), "geom": np.empty(res.n_samples)}
-        rows = []
         chosen = list(self.choices["block"].items())
         calls = [(self.blocks[block], self.C, res.y, res.fold_of != fold, res.fold_of == fold, probe, seed, standardize,
                   True, None, full) for fold, block in chosen]
-        for (fold, _), (row, pred) in zip(chosen, run_folds(calls)):
-            te = res.fold_of == fold
-            for key in oof:
-                oof[key][te] = pred[key]
-            rows.append({"fold": fold, **row})
         name = probe if isinstance(probe, str) else type(probe).__name__
-        return _assemble(rows, oof, res.y, self.C, res.fold_of, res.cv, seed, f"{name} (nested block)", "train",
-                         res.n_features, res.level, res.n_boot)
+
+        def finish(outputs):
+            rows, oof = collect_folds(outputs, [fold for fold, _ in chosen], res.fold_of, res.n_samples)
+            return _assemble(rows, oof, res.y, self.C, res.fold_of, res.cv, seed, f"{name} (nested block)", "train",
+                             res.n_features, res.level, res.n_boot)
+
+        return Pending(calls, finish)
 
 
 @dataclass

@@ -329,3 +329,28 @@ def test_row_wise_probe_folds_in_worker_processes_give_the_same_numbers(monkeypa
     monkeypatch.setenv("CPD_JOBS", "zero")
     with pytest.raises(InputError, match="CPD_JOBS"):
         fold_jobs()
+
+
+def test_cpd_many_equals_one_cpd_per_job_and_residual_only_halves_the_fits(monkeypatch):
+    """Folds of several jobs in one pool: the same numbers as a cpd() call per job (seeded folds);
+    ``full=False`` leaves R²_full NaN and the residual's scores unchanged."""
+    from cpd_core.decomposition import cpd_many
+
+    monkeypatch.setenv("CPD_JOBS", "2")
+    d = planted(n=300, comp_share=0.3, geom_share=0.4, n_features=10, seed=3)
+    y2 = d.y[::-1].copy()
+    jobs = [{"y": d.y, "probe": "gbt"}, {"y": y2, "probe": "ridge"}, {"y": y2, "probe": "mlp"},
+            {"y": d.y, "probe": "gbt", "full": False}]
+    many = cpd_many(jobs, H=d.H, C=d.C, cv=3, seed=1, n_boot=50)
+    assert [r.probe for r in many] == ["gbt", "ridge", "mlp", "gbt"]
+    for job, res in zip(jobs[:3], many):
+        one = cpd(d.H, d.C, job["y"], probe=job["probe"], cv=3, seed=1, n_boot=50)
+        pd.testing.assert_frame_equal(res.folds, one.folds)
+        np.testing.assert_array_equal(res.oof["geom"], one.oof["geom"])
+        assert res.ci == one.ci
+    residual_only = many[3]
+    assert np.isnan(residual_only.r2_full) and residual_only.folds["r2_full"].isna().all()
+    np.testing.assert_array_equal(residual_only.oof["geom"], many[0].oof["geom"])
+    assert residual_only.r2_geom == many[0].r2_geom
+    with pytest.raises(InputError):
+        cpd_many([{"probe": "nope"}], H=d.H, C=d.C, y=d.y)

@@ -16,7 +16,7 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from cpd_core.decomposition import cpd
+from cpd_core.decomposition import cpd, cpd_many, fold_jobs
 from cpd_core.synthetic import planted
 
 PROBES = ("ridge", "mlp", "gbt")
@@ -36,14 +36,15 @@ def planted_recovery(geom_shares: Sequence[float] = (0.0, 0.2, 0.4, 0.6), comp_s
         Per-fold R²_geom, long format.
     """
     rows, folds = [], []
+    data = {s: planted(n=n, comp_share=comp_share, geom_share=s, seed=seed) for s in geom_shares}
     jobs = [(s, p) for s in geom_shares for p in probes]
-    for share, probe in tqdm(jobs, desc="planted signals", disable=not progress):
-        data = planted(n=n, comp_share=comp_share, geom_share=share, seed=seed)
-        res = cpd(data.H, data.C, data.y, probe=probe, seed=seed)
-        rows.append({"geom_share": share, "r2_geom_true": data.r2_geom_true,
-                     "r2_comp_true": data.r2_comp_true, **res.summary()})
+    results = cpd_many([{"H": data[s].H, "C": data[s].C, "y": data[s].y, "probe": p} for s, p in jobs], seed=seed,
+                       progress="planted signals (MLP, GBT folds)" if progress else None)
+    for (share, probe), res in zip(jobs, results):
+        rows.append({"geom_share": share, "r2_geom_true": data[share].r2_geom_true,
+                     "r2_comp_true": data[share].r2_comp_true, **res.summary()})
         folds.append(res.folds.reset_index()[["fold", "r2_geom"]].assign(
-            geom_share=share, r2_geom_true=data.r2_geom_true, probe=probe))
+            geom_share=share, r2_geom_true=data[share].r2_geom_true, probe=probe))
     return pd.DataFrame(rows), pd.concat(folds, ignore_index=True)
 
 
@@ -57,8 +58,9 @@ def compositional_inflation(n: int = 2000, probes: Sequence[str] = PROBES, seed:
     """
     data = planted(n=n, comp_share=1.0, geom_share=0.0, seed=seed)
     rows, folds = [], []
-    for probe in tqdm(probes, desc="compositional target", disable=not progress):
-        res = cpd(data.H, data.C, data.y, probe=probe, seed=seed)
+    results = cpd_many([{"probe": p} for p in probes], H=data.H, C=data.C, y=data.y, seed=seed,
+                       progress="compositional target (MLP, GBT folds)" if progress else None)
+    for probe, res in zip(probes, results):
         rows.append(res.summary())
         folds.append(res.folds.reset_index()[["fold", "r2_geom"]].assign(probe=probe))
     return pd.DataFrame(rows), pd.concat(folds, ignore_index=True)
@@ -93,7 +95,8 @@ def interval_coverage(n_values: Sequence[int] = (500, 2000), seeds: int = 100, c
     For each ``n`` and seed :math:`s = 0, \dots, \text{seeds} - 1`, draws
     ``planted(n, comp_share, geom_share, n_features, seed=s)``, runs ridge CPD with the same seed
     and records whether :attr:`~cpd_core.CPDResult.ci` of ``r2_geom`` contains the sample's
-    ``r2_geom_true``.
+    ``r2_geom_true``. The data sets are independent and seeded: they run on
+    :func:`~cpd_core.decomposition.fold_jobs` processes with the same result.
 
     Returns
     -------
@@ -113,19 +116,16 @@ def interval_coverage(n_values: Sequence[int] = (500, 2000), seeds: int = 100, c
     >>> len(runs), summary.loc[0, ["seeds", "d"]].tolist()
     (4, [4, 33])
     """
-    runs = []
-    jobs = [(n, s) for n in n_values for s in range(seeds)]
-    # Hundreds of small (d ≈ 100) eigendecompositions: one BLAS thread is fastest, and threads
-    # that spin on a core another process holds slow each one down by two orders of magnitude.
-    with threadpool_limits(limits=1, user_api="blas"):
-        for n, s in tqdm(jobs, desc="interval coverage", disable=not progress):
-            data = planted(n=n, comp_share=comp_share, geom_share=geom_share, n_features=n_features, seed=s)
-            res = cpd(data.H, data.C, data.y, probe="ridge", cv=cv, seed=s, level=level, n_boot=n_boot)
-            lo, hi = res.ci["r2_geom"]
-            runs.append({"n": n, "seed": s, "d": data.H.shape[1], "r2_geom_true": data.r2_geom_true,
-                         "r2_geom": res.r2_geom, "lo": lo, "hi": hi,
-                         "covered": bool(lo <= data.r2_geom_true <= hi)})
-    runs = pd.DataFrame(runs)
+    jobs = [(n, s, comp_share, geom_share, n_features, cv, level, n_boot) for n in n_values for s in range(seeds)]
+    workers = min(fold_jobs(), len(jobs))
+    if workers <= 1:
+        outputs = map(_coverage_run, *zip(*jobs))
+    else:    # the seeded data sets are independent: the same rows in any number of processes
+        from joblib import Parallel, delayed
+
+        outputs = Parallel(n_jobs=workers, backend="loky", return_as="generator", batch_size=8)(
+            delayed(_coverage_run)(*job) for job in jobs)
+    runs = pd.DataFrame(list(tqdm(outputs, total=len(jobs), desc="interval coverage", disable=not progress)))
     z = stats.norm.ppf((1 + level) / 2)
     rows = []
     for n, grp in runs.groupby("n", sort=False):
@@ -140,6 +140,18 @@ def interval_coverage(n_values: Sequence[int] = (500, 2000), seeds: int = 100, c
                      "error_sd": err.std(ddof=1), "implied_se": width.mean() / (2 * z), "width": width.mean(),
                      "coverage": grp["covered"].mean(), "coverage_lo": cov_lo, "coverage_hi": cov_hi})
     return pd.DataFrame(rows), runs
+
+
+def _coverage_run(n, seed, comp_share, geom_share, n_features, cv, level, n_boot) -> dict:
+    """One data set of :func:`interval_coverage`: ridge CPD of ``planted(n, ..., seed)`` and whether its interval covers."""
+    # Hundreds of small (d ≈ 100) eigendecompositions: one BLAS thread is fastest, and threads
+    # that spin on a core another process holds slow each one down by two orders of magnitude.
+    with threadpool_limits(limits=1, user_api="blas"):
+        data = planted(n=n, comp_share=comp_share, geom_share=geom_share, n_features=n_features, seed=seed)
+        res = cpd(data.H, data.C, data.y, probe="ridge", cv=cv, seed=seed, level=level, n_boot=n_boot)
+    lo, hi = res.ci["r2_geom"]
+    return {"n": n, "seed": seed, "d": data.H.shape[1], "r2_geom_true": data.r2_geom_true, "r2_geom": res.r2_geom,
+            "lo": lo, "hi": hi, "covered": bool(lo <= data.r2_geom_true <= hi)}
 
 
 def recovery_counts(summary: pd.DataFrame) -> pd.DataFrame:

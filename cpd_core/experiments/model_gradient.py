@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cpd_core.datasets.qm9 import check_targets, load_qm9
+from cpd_core.decomposition import run_pending
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import control_targets
 from cpd_core.intervals import compare
@@ -125,7 +126,7 @@ def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear)
 
     Returns the rows, the naive scan, the results and the :class:`~cpd_core.selection.BlockScan`
     (every target's blocks scored once, shared with :func:`_routing`)."""
-    rows, scans, results = [], [], {}
+    rows, scans, results, pending = [], [], {}, []
     # controls: once per model (first seed)
     ys = {t: y for t, y in ys.items() if nonlinear or t not in control_names}
     block_scan = scan_blocks(blocks, C, ys, cv=cv, seed=0)
@@ -140,12 +141,15 @@ def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear)
         scans.append(choice.scan.reset_index().assign(target=target))
         if target in control_names or not nonlinear:
             continue
+        # R²_full of the nonlinear probes is not reported; their folds run together below
         for probe in probes:
-            if probe == "ridge":
-                continue
-            res = choice.probe(probe, seed=0, full=False)    # R²_full of the nonlinear probes is not reported
-            results[(name, seed, target, probe)] = res
-            rows.append({**res.summary(), "probe": probe, **info})
+            if probe != "ridge":
+                rows.append(None)    # filled in below, in this order
+                pending.append(((len(rows) - 1, target, probe, info), choice.pending(probe, seed=0, full=False)))
+    for ((at, target, probe, info), _), res in zip(pending, run_pending([p for _, p in pending])):
+        results[(name, seed, target, probe)] = res
+        rows[at] = {**res.summary(), "probe": probe, **info}
+    results = {(name, seed, r["target"], r["probe"]): results[(name, seed, r["target"], r["probe"])] for r in rows}
     return rows, pd.concat(scans, ignore_index=True), results, block_scan
 
 

@@ -41,6 +41,7 @@ float64 works.
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -92,6 +93,12 @@ def checkpoint_path(checkpoint: str = DEFAULT_CHECKPOINT) -> Path:
     return path
 
 
+#: checkpoint file -> (config, non-trainable parameters): what a twin takes from its trained network,
+#: kept per process so that twins of several seeds build the network once each (about 5 s on a CPU),
+#: not twice
+_TWIN_PARTS: dict[str, tuple[dict, dict]] = {}
+
+
 def load_sevennet(checkpoint: str = DEFAULT_CHECKPOINT, random_init: bool = False, seed: int = 0):
     """SevenNet from a checkpoint, or (``random_init``) the same network with fresh weights.
 
@@ -109,18 +116,21 @@ def load_sevennet(checkpoint: str = DEFAULT_CHECKPOINT, random_init: bool = Fals
         The checkpoint's config.
     """
     sevenn = _import_sevenn()
+    path = str(checkpoint_path(checkpoint))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from sevenn.model_build import build_E3_equivariant_model
 
-        model, config = sevenn.util.model_from_checkpoint(str(checkpoint_path(checkpoint)))
+        if not (random_init and path in _TWIN_PARTS):
+            model, config = sevenn.util.model_from_checkpoint(path)
+            fixed = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+            _TWIN_PARTS[path] = (copy.deepcopy(config), fixed)
         if random_init:
+            config, fixed = copy.deepcopy(_TWIN_PARTS[path][0]), _TWIN_PARTS[path][1]
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                twin = build_E3_equivariant_model(config)
-            fixed = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
-            twin.load_state_dict(fixed, strict=False)
-            model = twin
+                model = build_E3_equivariant_model(config)
+            model.load_state_dict(fixed, strict=False)
     model.set_is_batch_data(True)
     model.requires_grad_(False)
     return model.eval(), config

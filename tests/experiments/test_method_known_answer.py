@@ -1,6 +1,7 @@
 """Known-answer experiments of the Method chapter, at a small size."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cpd_core.experiments.method_known_answer import (compositional_inflation, interval_coverage, planted_recovery,
@@ -81,3 +82,12 @@ def test_method_facts_cover_the_prose_and_follow_the_tables():
     assert facts["covers_ridge"] == counts.loc["ridge", "covers"]
     ridge = inflation.set_index("probe").loc["ridge"]
     assert facts["inflation_ridge"].startswith(f"{ridge['r2_geom']:.3f} [")
+
+
+def test_interval_coverage_is_the_same_on_one_or_two_processes(monkeypatch):
+    """The seeded data sets run in worker processes: the runs do not depend on how many."""
+    runs = {}
+    for jobs in ("1", "2"):
+        monkeypatch.setenv("CPD_JOBS", jobs)
+        runs[jobs] = interval_coverage(n_values=(300,), seeds=4, n_features=8, n_boot=100)[1]
+    pd.testing.assert_frame_equal(runs["1"], runs["2"])

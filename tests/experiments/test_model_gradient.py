@@ -130,3 +130,24 @@ def test_best_blocks_family_order_and_kinds():
                          "r2_geom": [0.1, 0.2, 0.5, 0.3]})
     assert best_blocks(scan) == {"dipole": "layer1/L1@pooled-norm"}
     assert [block_kind(b) for b in scan["block"]] == ["L0", "atom-norm", "pooled-norm", "L0"]
+
+
+def test_model_rows_run_the_nonlinear_folds_together_in_the_per_target_order():
+    """_model_rows pools every nonlinear probe's folds; rows and results keep the order target × probe,
+    and each result equals the nested probe run on its own."""
+    from cpd_core.experiments.model_gradient import _model_rows
+    from cpd_core.selection import scan_blocks
+    from cpd_core.synthetic import planted
+
+    d = planted(n=240, comp_share=0.3, geom_share=0.4, n_features=6, seed=4)
+    blocks = {"a": d.H, "b": d.H[:, ::-1] ** 2}
+    ys = {"gap": d.y, "dipole": d.y[::-1].copy(), "mass (control)": d.C[:, 0].copy()}
+    rows, scan, results, block_scan = _model_rows("m", 0, blocks, d.C, ys, ["ridge", "mlp", "gbt"], 3,
+                                                  {"mass (control)"}, nonlinear=True)
+    order = [(r["target"], r["probe"]) for r in rows]
+    assert order == [("gap", "ridge"), ("gap", "mlp"), ("gap", "gbt"), ("dipole", "ridge"), ("dipole", "mlp"),
+                     ("dipole", "gbt"), ("mass (control)", "ridge")]
+    assert [k[2:] for k in results] == order
+    alone = scan_blocks(blocks, d.C, ys, cv=3, seed=0).choose("dipole").probe("gbt", seed=0, full=False)
+    pd.testing.assert_frame_equal(results[("m", 0, "dipole", "gbt")].folds, alone.folds)
+    assert np.isnan(results[("m", 0, "gap", "mlp")].r2_full)

@@ -178,3 +178,24 @@ def test_random_twin_same_blocks_other_weights_reproducible(feat, twin, mols):
         torch.testing.assert_close(twin.module.state_dict()[k], v)
     again, _ = load_sevennet(random_init=True)
     assert weights_hash(again.to(torch.float64)) == weights_hash(twin.module)
+
+
+def test_twin_built_from_the_kept_checkpoint_parts_equals_a_fresh_build(monkeypatch):
+    """Twins after the first reuse the checkpoint's config and fixed parameters (_TWIN_PARTS): the
+    same weights as a twin built with nothing kept, and the kept config is not mutated."""
+    from cpd_core.models import sevennet
+
+    monkeypatch.setattr(sevennet, "_TWIN_PARTS", {})
+    fresh, config = load_sevennet(random_init=True, seed=3)
+    assert len(sevennet._TWIN_PARTS) == 1
+    import sevenn.util
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the trained network was built again")
+
+    monkeypatch.setattr(sevenn.util, "model_from_checkpoint", rebuilt)
+    again, config_again = load_sevennet(random_init=True, seed=3)
+    assert weights_hash(again) == weights_hash(fresh)
+    assert sorted(config_again) == sorted(config) and config_again["cutoff"] == config["cutoff"]
+    other, _ = load_sevennet(random_init=True, seed=4)
+    assert weights_hash(other) != weights_hash(fresh)
