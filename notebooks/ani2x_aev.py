@@ -45,7 +45,8 @@ print(f"{len(qm9)} molecules, {H.shape[1]} AEV features, {int((H.std(axis=0) > 0
 # (`cpd_core.experiments.controls`): molecular mass, exactly linear in the element counts (true
 # linear R²_geom = 0); mass per atom, nonlinear in the counts but linear in the element fractions
 # that mean pooling creates (whatever a probe reads of it from the residual is composition, not
-# geometry); and the gap shuffled over molecules (what chance gives at this n and width). The same
+# geometry); and the gap shuffled over molecules (what chance gives at this n and width). A control's
+# claim is its R²_geom, so MLP and GBT fit only its residual there (R²_full "—"). The same
 # run scores the ridge variants and penalty rules of the sections below
 # (`cpd_core.experiments.ani2x_aev.aev_chapter`).
 
