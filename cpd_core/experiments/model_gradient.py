@@ -126,30 +126,22 @@ def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear)
 
     Returns the rows, the naive scan, the results and the :class:`~cpd_core.selection.BlockScan`
     (every target's blocks scored once, shared with :func:`_routing`)."""
-    rows, scans, results, pending = [], [], {}, []
+    rows, scans, results = [], [], {}
     # controls: once per model (first seed)
     ys = {t: y for t, y in ys.items() if nonlinear or t not in control_names}
     block_scan = scan_blocks(blocks, C, ys, cv=cv, seed=0)
-    for target in ys:
-        choice = block_scan.choose(target)
-        counts = choice.counts
+    choices = {t: block_scan.choose(t) for t in ys}
+    # the nonlinear probes' folds of every target run together; their R²_full is not reported
+    nonlinear_jobs = [(t, p) for t in ys if nonlinear and t not in control_names for p in probes if p != "ridge"]
+    done = dict(zip(nonlinear_jobs, run_pending([choices[t].pending(p, seed=0, full=False) for t, p in nonlinear_jobs])))
+    for target, choice in choices.items():
         info = {"target": target, "block": choice.block, "naive_block": choice.naive_block,
                 "naive_r2_geom": choice.naive_r2_geom, "control": target in control_names,
-                "chosen": ", ".join(f"{b} ×{k}" for b, k in counts.items())}
-        results[(name, seed, target, "ridge")] = choice.result
-        rows.append({**choice.result.summary(), "probe": "ridge", **info})
+                "chosen": ", ".join(f"{b} ×{k}" for b, k in choice.counts.items())}
         scans.append(choice.scan.reset_index().assign(target=target))
-        if target in control_names or not nonlinear:
-            continue
-        # R²_full of the nonlinear probes is not reported; their folds run together below
-        for probe in probes:
-            if probe != "ridge":
-                rows.append(None)    # filled in below, in this order
-                pending.append(((len(rows) - 1, target, probe, info), choice.pending(probe, seed=0, full=False)))
-    for ((at, target, probe, info), _), res in zip(pending, run_pending([p for _, p in pending])):
-        results[(name, seed, target, probe)] = res
-        rows[at] = {**res.summary(), "probe": probe, **info}
-    results = {(name, seed, r["target"], r["probe"]): results[(name, seed, r["target"], r["probe"])] for r in rows}
+        for probe, res in [("ridge", choice.result)] + [(p, done[(target, p)]) for p in probes if (target, p) in done]:
+            results[(name, seed, target, probe)] = res
+            rows.append({**res.summary(), "probe": probe, **info})
     return rows, pd.concat(scans, ignore_index=True), results, block_scan
 
 
