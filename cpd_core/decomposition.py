@@ -426,13 +426,13 @@ def run_folds(calls: list[tuple], progress: str | None = None) -> list:
         return [_probe_fold(*args) for args in tqdm(calls, **bar)]
     from joblib import Parallel, delayed
 
-    with warnings.catch_warnings():
-        # loky replaces a worker whose memory grew (MLP fits on wide blocks) and says so; the jobs
-        # still run, each seeded, so the numbers are the same
-        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
-        outputs = Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
-            delayed(_probe_fold)(*args) for args in calls)
-        return list(tqdm(outputs, **bar))
+    # loky replaces a worker whose memory grew (MLP fits on wide blocks) and says so from its
+    # manager thread, possibly after this call returns, so the filter stays for the process; the
+    # jobs still run, each seeded, so the numbers are the same
+    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
+    outputs = Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
+        delayed(_probe_fold)(*args) for args in calls)
+    return list(tqdm(outputs, **bar))
 
 
 def collect_folds(outputs, folds, fold_of, n):
