@@ -211,10 +211,11 @@ def features(model, dataset: Dataset, pooling: str = "mean", *, device: str | No
     cache = cache and dataset.name is not None
     if not load and not cache:
         raise InputError("load=False keeps features only in the cache: it needs cache=True and a named data set")
-    if isinstance(model, str):
+    if isinstance(model, str):  # built only if some shard is not in the cache
         from cpd_core.models import load as load_model
+        from cpd_core.models.lazy import load_lazy
 
-        model = load_model(model, device=device)
+        model = load_lazy(model, device=device) if cache else load_model(model, device=device)
     keep = check_elements(dataset.numbers, model.elements, model.name, ids=dataset.ids, skip=skip_unsupported)
     if not keep.any():
         raise InputError(f"none of the {len(dataset)} structures is supported by {model.name}")

@@ -200,7 +200,8 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     from tqdm import tqdm
 
     from cpd_core.extract import check_elements, features
-    from cpd_core.models import REGISTRY, load
+    from cpd_core.models import REGISTRY
+    from cpd_core.models.lazy import load_lazy
 
     models = default_models() if models is None else list(models)
     unknown = [m for m in models if m not in REGISTRY]
@@ -210,11 +211,13 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     qm9 = load_qm9(n=n, seed=seed, rows=rows)
     runs = [(m, s) for m in models for s in (twin_seeds if REGISTRY[m].status == "random-init" else (0,))]
 
-    # the molecules every model supports; each model's seed-0 network is kept for its first run below
-    # (building some stacks costs seconds: SevenNet compiles its tensor products), moved to the device there
+    # the molecules every model supports; each model's seed-0 featurizer is kept for its first run below.
+    # They are lazy (cpd_core.models.lazy): a memo of an earlier build answers elements, parameters and the
+    # cache key, and a network is built (seconds: SevenNet compiles its tensor products) only to compute
+    # features the cache does not hold
     common, n_params, loaded = np.ones(len(qm9), dtype=bool), {}, {}
     for name in models:
-        featurizer = load(name, device="cpu")
+        featurizer = load_lazy(name, device="cpu")
         n_params[name] = featurizer.n_parameters
         common &= check_elements(qm9.numbers, featurizer.elements, name, skip=True)
         loaded[name] = featurizer
@@ -231,7 +234,7 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     for name, s in tqdm(runs, desc="CPD per model", disable=not progress):
         card = REGISTRY[name]
         checked = loaded.pop(name, None)      # the network of the element check, used once if it is this one
-        featurizer = checked if s == 0 and checked is not None else load(name, device=device, **({"seed": s} if s else {}))
+        featurizer = checked if s == 0 and checked is not None else load_lazy(name, device=device, **({"seed": s} if s else {}))
         del checked
         feats = features(featurizer, qm9, device=device, progress=progress, skip_unsupported=True,
                          **extract_kwargs)

@@ -239,7 +239,7 @@ def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, 
     from cpd_core.datasets import load_qm9
     from cpd_core.extract import features
     from cpd_core.intervals import compare, paired_combination
-    from cpd_core.models import load
+    from cpd_core.models.lazy import load_lazy
     from cpd_core.models.trained import load_snapshot
     from cpd_core.selection import best_block
     from cpd_core.training import assert_held_out, probe_rows
@@ -264,7 +264,7 @@ def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, 
     for arch, t, i, snap in tqdm(jobs, desc="snapshots", disable=not progress):
         if snap is None:  # the random-init twin: the same start for both runs, probed once
             if arch not in start:
-                start[arch] = probe(load(f"{arch}-qm9-random", device=device))
+                start[arch] = probe(load_lazy(f"{arch}-qm9-random", device=device))
             choice, info = start[arch], {"step": 0, "epochs": 0.0, "minutes": 0.0, "val MAE (meV)": np.nan}
         else:
             choice = probe(load_snapshot(arch, t, snap["step"], root=root, device=device))
