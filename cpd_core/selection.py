@@ -28,12 +28,16 @@ sees it.
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cpd_core.cache import cache_dir, content_key, save_npz_atomic
 from cpd_core.errors import InputError
 from cpd_core.ridge import RidgeFolds, as_alpha_grid
 
@@ -184,7 +188,7 @@ class BlockScan:
 
 def scan_blocks(blocks: Mapping[str, np.ndarray], C, ys: Mapping[str, np.ndarray], cv: int = 5, seed: int = 0,
                 alphas=None, select: str = "folds", standardize: bool = True, level: float = 0.95,
-                n_boot: int = 1000) -> BlockScan:
+                n_boot: int = 1000, cache: bool = False) -> BlockScan:
     """Score every block on the outer and inner folds for every target (see the module docstring).
 
     The targets share each block's per-fold statistics and eigendecompositions
@@ -201,6 +205,11 @@ def scan_blocks(blocks: Mapping[str, np.ndarray], C, ys: Mapping[str, np.ndarray
         Target name → target.
     cv, seed, alphas, select, standardize, level, n_boot
         As in :func:`cpd_core.cpd` (the same folds).
+    cache : bool
+        Keep each block's scan of each target in the cache (``<cache>/scans/``) and read it from
+        there when the same block, composition, target, folds and settings come again, under the
+        same code (:func:`scan_key`): chapters that probe the same features (the models chapter,
+        layer profiles, routing) then scan each block once. Off by default.
 
     Returns
     -------
@@ -239,7 +248,7 @@ def scan_blocks(blocks: Mapping[str, np.ndarray], C, ys: Mapping[str, np.ndarray
     inner = {t: np.zeros((K, len(names))) for t in checked}   # inner mean R²_geom per (outer fold, block)
     outer = {t: {} for t in checked}                           # block -> per outer fold scores, OOF preds
     calls = [(arrays[name], C, checked, fold_of, grid, select, standardize) for name in names]
-    for b, (name, scanned) in enumerate(zip(names, _run_blocks(calls))):
+    for b, (name, scanned) in enumerate(zip(names, _run_blocks(calls, cache=cache))):
         for t, (inner_f, outer_t) in scanned.items():
             inner[t][:, b] = inner_f
             outer[t][name] = outer_t
@@ -250,18 +259,83 @@ def scan_blocks(blocks: Mapping[str, np.ndarray], C, ys: Mapping[str, np.ndarray
 PARALLEL_MIN_VALUES = 500_000
 
 
-def _run_blocks(calls: list[tuple]) -> list:
+def _run_blocks(calls: list[tuple], cache: bool = False) -> list:
     """:func:`_scan_block` of each block, on :func:`cpd_core.decomposition.fold_jobs` processes when the
     blocks are large enough to pay for them (the result does not depend on it: each block is computed
-    alone and deterministically)."""
+    alone and deterministically). With ``cache``, (block, target) scans already in the cache are read,
+    and only the missing targets of each block are computed (and stored)."""
     from cpd_core.decomposition import fold_jobs
 
-    jobs = min(fold_jobs(), len(calls))
-    if jobs <= 1 or sum(call[0].size for call in calls) < PARALLEL_MIN_VALUES:
-        return [_scan_block(*call) for call in calls]
-    from joblib import Parallel, delayed
+    found = [{} for _ in calls]
+    keys = [scan_keys(*call) if cache else {} for call in calls]
+    todo = []
+    for i, call in enumerate(calls):
+        for t, key in keys[i].items():
+            hit = _read_scan(key)
+            if hit is not None:
+                found[i][t] = hit
+        missing = {t: y for t, y in call[2].items() if t not in found[i]}
+        if missing:
+            todo.append((i, (call[0], call[1], missing, *call[3:])))
+    jobs = min(fold_jobs(), len(todo))
+    if jobs <= 1 or sum(call[0].size for _, call in todo) < PARALLEL_MIN_VALUES:
+        computed = [_scan_block(*call) for _, call in todo]
+    else:
+        from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=jobs, backend="loky")(delayed(_scan_block)(*call) for call in calls)
+        computed = Parallel(n_jobs=jobs, backend="loky")(delayed(_scan_block)(*call) for _, call in todo)
+    for (i, _), out in zip(todo, computed):
+        for t, value in out.items():
+            found[i][t] = value
+            if cache:
+                _write_scan(keys[i][t], value)
+    return [{t: result[t] for t in call[2]} for result, call in zip(found, calls)]
+
+
+def _digest(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    return f"{a.dtype}{a.shape}" + hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def _code_version() -> str:
+    """Hash of the CPD core's source (every module directly in ``cpd_core/``) and of numpy's and scipy's versions."""
+    import scipy
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(f"numpy {np.__version__} scipy {scipy.__version__}".encode())
+    for path in sorted(root.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def scan_keys(H, C, ys, fold_of, grid, select, standardize) -> dict:
+    """Cache key of each target's scan of one block: the block, composition, target and folds (by their
+    bytes), the penalty grid, the selection rule, standardisation, and the code (:func:`_code_version`)."""
+    common = dict(scan="block/1", H=_digest(H), C=_digest(C), folds=_digest(fold_of), grid=_digest(np.asarray(grid)),
+                  select=select, standardize=bool(standardize), code=_code_version())
+    return {t: content_key(y=_digest(y), **common) for t, y in ys.items()}
+
+
+def _scan_path(key: str) -> Path:
+    return cache_dir() / "scans" / f"{key}.npz"
+
+
+def _read_scan(key: str):
+    path = _scan_path(key)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            return d["inner"], (d["scores"], d["geom"], d["full"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _write_scan(key: str, value) -> None:
+    inner, (scores, geom, full) = value
+    save_npz_atomic(_scan_path(key), inner=inner, scores=scores, geom=geom, full=full)
 
 
 def _scan_block(H, C, ys, fold_of, grid, select, standardize) -> dict:
@@ -292,7 +366,7 @@ def _scan_block(H, C, ys, fold_of, grid, select, standardize) -> dict:
 
 def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv: int = 5, seed: int = 0,
                alphas=None, select: str = "folds", standardize: bool = True, level: float = 0.95,
-               n_boot: int = 1000) -> BlockChoice:
+               n_boot: int = 1000, cache: bool = False) -> BlockChoice:
     """Nested choice of the most informative block for one target (see the module docstring).
 
     Parameters
@@ -308,6 +382,8 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
         :meth:`BlockChoice.probe`.
     cv, seed, alphas, select, standardize, level, n_boot
         As in :func:`cpd_core.cpd` (the same folds).
+    cache : bool
+        As in :func:`scan_blocks`.
 
     Returns
     -------
@@ -328,11 +404,11 @@ def best_block(blocks: Mapping[str, np.ndarray], C, y, probe: str = "ridge", cv:
         raise InputError(f"best_block selects with the closed-form ridge probe; got {probe!r} "
                          "(run other probes on the chosen blocks with BlockChoice.probe)")
     return scan_blocks(blocks, C, {"y": y}, cv=cv, seed=seed, alphas=alphas, select=select, standardize=standardize,
-                       level=level, n_boot=n_boot).choose("y")
+                       level=level, n_boot=n_boot, cache=cache).choose("y")
 
 
 def _score(fit) -> float:
     return float(fit.r2[fit.chosen])
 
 
-__all__ = ["BlockChoice", "BlockScan", "best_block", "scan_blocks"]
+__all__ = ["BlockChoice", "BlockScan", "best_block", "scan_blocks", "scan_keys"]

@@ -129,7 +129,7 @@ def _model_rows(name, seed, blocks, C, ys, probes, cv, control_names, nonlinear)
     rows, scans, results = [], [], {}
     # controls: once per model (first seed)
     ys = {t: y for t, y in ys.items() if nonlinear or t not in control_names}
-    block_scan = scan_blocks(blocks, C, ys, cv=cv, seed=0)
+    block_scan = scan_blocks(blocks, C, ys, cv=cv, seed=0, cache=True)
     choices = {t: block_scan.choose(t) for t in ys}
     # the nonlinear probes' folds of every target run together; their R²_full is not reported
     nonlinear_jobs = [(t, p) for t in ys if nonlinear and t not in control_names for p in probes if p != "ridge"]

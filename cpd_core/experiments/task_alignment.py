@@ -255,7 +255,7 @@ def training_evolution(archs: Sequence[str] | None = None, n: int | None = 500, 
 
     def probe(featurizer):
         feats = features(featurizer, dataset, device=device, progress=False)
-        return best_block(dict(feats), C, y, cv=cv, seed=seed)
+        return best_block(dict(feats), C, y, cv=cv, seed=seed, cache=True)
 
     points, results = [], {}
     jobs = [(arch, t, i, snap) for arch in archs for t in TRAINED_TARGETS
