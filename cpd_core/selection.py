@@ -28,6 +28,7 @@ sees it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zipfile
 from collections.abc import Mapping
@@ -297,8 +298,10 @@ def _digest(a: np.ndarray) -> str:
     return f"{a.dtype}{a.shape}" + hashlib.sha256(a.tobytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def _code_version() -> str:
-    """Hash of the CPD core's source (every module directly in ``cpd_core/``) and of numpy's and scipy's versions."""
+    """Hash of the CPD core's source (every module directly in ``cpd_core/``) and of numpy's and scipy's versions,
+    read once per process (the code a process runs is the code it imported)."""
     import scipy
 
     root = Path(__file__).resolve().parent

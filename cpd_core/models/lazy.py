@@ -47,7 +47,9 @@ def _distributions() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+@functools.lru_cache(maxsize=1)
 def _source_hash() -> str:
+    """Hash of :mod:`cpd_core.models`' source, read once per process (the code it imported)."""
     h = hashlib.sha256()
     for path in sorted(_PACKAGE.rglob("*.py")):
         h.update(str(path.relative_to(_PACKAGE)).encode())
