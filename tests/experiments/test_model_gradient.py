@@ -103,6 +103,23 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     assert comparison["ours"].isna().sum() == 3  # so3lr, sevennet-0 and the MLP probe were not run here
 
 
+def test_a_second_run_builds_no_network_scans_nothing_and_gives_the_same_numbers(qm9_loaded, monkeypatch):
+    """Features, each model's cache key (its memo) and the block scans are cached by the first run."""
+    import cpd_core.models as models
+    import cpd_core.selection as selection
+
+    kwargs = dict(n=80, probes=["ridge"], cv=3, device="cpu", twin_seeds=(0, 1))
+    first = model_gradient(["ani2x", "ani2x-random"], **kwargs)
+    builds, scans = [], []
+    real_load, real_scan = models.load, selection._scan_block
+    monkeypatch.setattr(models, "load", lambda name, *a, **kw: builds.append(name) or real_load(name, *a, **kw))
+    monkeypatch.setattr(selection, "_scan_block", lambda *call: scans.append(call) or real_scan(*call))
+    again = model_gradient(["ani2x", "ani2x-random"], **kwargs)
+    assert builds == [] and scans == []
+    pd.testing.assert_frame_equal(again.summary, first.summary)
+    pd.testing.assert_frame_equal(again.scan, first.scan)
+
+
 @pytest.mark.skipif(not (shared_dir() / "models" / "matgl").exists(), reason="needs ../shared matgl checkpoints")
 def test_models_share_the_molecules_every_model_supports(qm9_loaded):
     n = 400
