@@ -103,6 +103,31 @@ class Features(dict):
         return f"Features({int(self.kept.sum())} structures, {len(self.skipped)} skipped; {shapes})"
 
 
+def sum_from_mean(feats: Features, dataset: Dataset) -> Features:
+    r"""Sum-pooled features from mean-pooled ones, without running the model again.
+
+    Every block :func:`~cpd_core.pooling.invariant_pool` returns is positively homogeneous of
+    degree one in the pooling weights: :math:`\sum_a h_a = N_s \cdot \frac{1}{N_s}\sum_a h_a`, and
+    for an :math:`L \ge 1` block both invariants scale the same way,
+    :math:`\sum_a \lVert \mathbf v_a \rVert = N_s \operatorname{mean}_a \lVert \mathbf v_a \rVert` and
+    :math:`\lVert \sum_a \mathbf v_a \rVert = N_s \lVert \operatorname{mean}_a \mathbf v_a \rVert`.
+    So each row is multiplied by its structure's atom count :math:`N_s` (of the rows ``feats``
+    kept). Equal to ``features(..., pooling="sum")`` up to the round-off of the stored features.
+
+    Examples
+    --------
+    >>> data = Dataset.from_arrays([[8, 1, 1], [6, 1, 1, 1, 1]], [np.zeros((3, 3)), np.zeros((5, 3))])
+    >>> mean = Features({"h": np.array([[1.0, 2.0], [0.5, 0.0]])}, kept=[True, True])
+    >>> sum_from_mean(mean, data)["h"].tolist()
+    [[3.0, 6.0], [2.5, 0.0]]
+    """
+    kept = np.asarray(feats.kept, dtype=bool)
+    if len(kept) != len(dataset):
+        raise InputError(f"the features were extracted from {len(kept)} structures, the data set has {len(dataset)}")
+    atoms = np.array([len(z) for z, k in zip(dataset.numbers, kept) if k], dtype=np.float64)
+    return Features({name: x * atoms[:, None] for name, x in feats.items()}, kept=kept, skipped=feats.skipped)
+
+
 def run_batches(featurizer, dataset: Dataset, rows: np.ndarray, pooling: str, batch_size: int,
                 device: torch.device, dtype: torch.dtype, bar=None) -> dict[str, np.ndarray]:
     """The batch runner: pooled features (float64, in the order of ``rows``) of ``dataset``'s structures at ``rows``.

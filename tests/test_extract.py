@@ -425,3 +425,20 @@ def test_extraction_runs_torch_on_the_cores_it_is_given_and_restores_the_setting
         with torch_threads(0):
             pass
     assert torch.get_num_threads() == before
+
+
+def test_sum_pooling_follows_from_mean_pooling_without_the_model():
+    from cpd_core.extract import sum_from_mean
+
+    numbers, positions = _molecules()
+    numbers[3] = np.array([1, 9, 1])  # unsupported by Toy: skipped, so the atom counts must follow `kept`
+    data = Dataset.from_arrays(numbers, positions)
+    kw = dict(dtype="float64", skip_unsupported=True, progress=False)
+    mean, total = features(Toy(), data, pooling="mean", **kw), features(Toy(), data, pooling="sum", **kw)
+    derived = sum_from_mean(mean, data)
+    assert set(derived) == set(total) == {"a", "b", "v@atom-norm", "v@pooled-norm"}
+    for name in total:
+        np.testing.assert_allclose(derived[name], total[name], rtol=1e-12, atol=1e-12)
+    assert derived.kept.tolist() == total.kept.tolist() and derived.skipped == total.skipped == [3]
+    with pytest.raises(InputError, match="extracted from"):
+        sum_from_mean(mean, Dataset.from_arrays(numbers[:4], positions[:4]))
