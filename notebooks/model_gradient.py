@@ -141,10 +141,11 @@ for name, value in gradient_facts(run, n_seeds=len(twin_seeds)).items():
 # ## What this shows
 #
 # All numbers on this page: {glue:text}`n_mol` QM9 molecules, 5 shuffled folds, nested block choice,
-# 95 % bootstrap intervals over held-out molecules, computed on the book's 2-core CPU build.
+# 95 % bootstrap intervals over held-out molecules, from the run the front page names for this chapter
+# (its scale, parameters and machine).
 #
 # - **The gradient.** Over {glue:text}`n_models` models on the same {glue:text}`n_mol` molecules
-#   ({glue:text}`n_dropped` with fluorine left out: SO3Net's ANI-1x training covers H, C, N, O), the
+#   ({glue:text}`dropped`), the
 #   trained model with the most linearly accessible gap after composition removal is
 #   {glue:text}`best_model` (ridge R²_geom {glue:text}`best_gap`), the least {glue:text}`worst_model`
 #   ({glue:text}`worst_gap`); paired, on the same molecules and folds: {glue:text}`best_vs_worst`.

@@ -353,6 +353,11 @@ def _ours(summary: pd.DataFrame, model: str, probe: str = "ridge") -> float:
         return float("nan")
 
 
+def _score_text(value: float) -> str:
+    """A score for the prose: three decimals, or "not run here" (the model or probe was left out of this run)."""
+    return "not run here" if np.isnan(value) else f"{value:.3f}"
+
+
 def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     """The paper's R²_geom (gap) for its models next to ours for the model standing in for each (NaN: not run)."""
     from cpd_core.paper import paper_value
@@ -392,6 +397,8 @@ def gradient_facts(run: GradientRun, n_seeds: int) -> dict:
     facts = {
         "n_mol": int(summary["n"].max()),
         "n_dropped": len(run.dropped),
+        "dropped": (f"{len(run.dropped):,} more left out: each holds an element one of the models does not cover"
+                    if run.dropped else "none left out: every model covers every element of the subset"),
         "n_models": summary["model"].nunique(),
         "n_twins": int((summary.drop_duplicates("model")["status"] == "random-init").sum()),
         "n_seeds": n_seeds,
@@ -402,10 +409,10 @@ def gradient_facts(run: GradientRun, n_seeds: int) -> dict:
         "learned_all": int(gap_learned["resolved (all seeds)"].sum()),
         "learned_n": len(gap_learned),
         "naive_bias": f"{(main['naive_r2_geom'] - main['r2_geom'])[ridge].mean():.3f}",
-        "so3lr_gap": f"{_ours(summary, 'so3lr'):.3f}",
-        "sevennet_gap": f"{_ours(summary, 'sevennet-0'):.3f}",
-        "ani2x_gap": f"{_ours(summary, 'ani2x'):.3f}",
-        "ani2x_mlp": f"{_ours(summary, 'ani2x', 'mlp'):.3f}",
+        "so3lr_gap": _score_text(_ours(summary, 'so3lr')),
+        "sevennet_gap": _score_text(_ours(summary, 'sevennet-0')),
+        "ani2x_gap": _score_text(_ours(summary, 'ani2x')),
+        "ani2x_mlp": _score_text(_ours(summary, 'ani2x', 'mlp')),
         "gbt_min": f"{gbt.min():.2f}" if len(gbt) else "n/a",
         "gbt_max": f"{gbt.max():.2f}" if len(gbt) else "n/a",
         "mass_max": f"{ctrl['r2_geom mass (control)'].max():.3f}",

@@ -96,7 +96,8 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     assert facts["n_mol"] == 120 and facts["n_models"] == 2 and facts["n_twins"] == 1 and facts["n_seeds"] == 2
     assert facts["best_model"] == facts["worst_model"] == "ani2x" and facts["twin_best_model"] == "ani2x-random"
     assert facts["best_gap"].startswith(f"{pick(summary, 'ani2x', 'gap', 'ridge'):.3f} [")
-    assert facts["ani2x_mlp"] == "nan" and facts["gbt_min"] == "n/a" and facts["n_equivariant"] == 0
+    assert facts["ani2x_mlp"] == facts["so3lr_gap"] == "not run here" and facts["gbt_min"] == "n/a"
+    assert facts["n_equivariant"] == 0 and facts["dropped"].startswith("none left out")
     assert facts["learned_n"] == 1 and facts["best_vs_worst"]  # a sentence, even for one model against itself
     comparison = paper_comparison(summary).set_index("our model")
     assert comparison.loc["ani2x (hidden layers, real weights)", "ours"] == pick(summary, "ani2x", "gap", "ridge")
