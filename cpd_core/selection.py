@@ -293,11 +293,6 @@ def _run_blocks(calls: list[tuple], cache: bool = False) -> list:
     return [{t: result[t] for t in call[2]} for result, call in zip(found, calls)]
 
 
-def _digest(a: np.ndarray) -> str:
-    a = np.ascontiguousarray(a)
-    return f"{a.dtype}{a.shape}" + hashlib.sha256(a.tobytes()).hexdigest()
-
-
 @functools.lru_cache(maxsize=1)
 def _code_version() -> str:
     """Hash of the CPD core's source (every module directly in ``cpd_core/``) and of numpy's and scipy's versions,
@@ -315,9 +310,9 @@ def _code_version() -> str:
 def scan_keys(H, C, ys, fold_of, grid, select, standardize) -> dict:
     """Cache key of each target's scan of one block: the block, composition, target and folds (by their
     bytes), the penalty grid, the selection rule, standardisation, and the code (:func:`_code_version`)."""
-    common = dict(scan="block/1", H=_digest(H), C=_digest(C), folds=_digest(fold_of), grid=_digest(np.asarray(grid)),
-                  select=select, standardize=bool(standardize), code=_code_version())
-    return {t: content_key(y=_digest(y), **common) for t, y in ys.items()}
+    block = content_key(scan="block/1", H=H, C=C, folds=fold_of, grid=np.asarray(grid), select=select,
+                        standardize=bool(standardize), code=_code_version())  # the arrays hashed once
+    return {t: content_key(block=block, y=y) for t, y in ys.items()}
 
 
 def _scan_path(key: str) -> Path:

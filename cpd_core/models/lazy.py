@@ -58,14 +58,9 @@ def _source_hash() -> str:
 
 
 def _files(root: Path) -> list:
-    if not root.is_dir():
-        return []
-    out = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            st = path.stat()
-            out.append((str(path), st.st_size, st.st_mtime_ns))
-    return out
+    """(path, size, mtime) of ``root`` if it is a file, else of every file under it (none if it is missing)."""
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
 
 
 def model_fingerprint(name: str, options: dict | None = None) -> str:
@@ -83,15 +78,10 @@ def model_fingerprint(name: str, options: dict | None = None) -> str:
 
     files = _files(shared_dir()) + _files(checkpoint_root())
     prefix, sep, path = name.partition(":")
-    if sep and Path(path).exists():
-        files += _files(Path(path)) if Path(path).is_dir() else [(path, *_stat(Path(path)))]
+    if sep:
+        files += _files(Path(path))
     return content_key(memo="featurizer/1", name=name, options=dict(sorted((options or {}).items())),
                        source=_source_hash(), distributions=list(_distributions()), files=files)
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
 
 
 def _memo_path(key: str) -> Path:
