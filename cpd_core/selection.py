@@ -209,7 +209,7 @@ def scan_blocks(blocks: Mapping[str, np.ndarray], C, ys: Mapping[str, np.ndarray
     cache : bool
         Keep each block's scan of each target in the cache (``<cache>/scans/``) and read it from
         there when the same block, composition, target, folds and settings come again, under the
-        same code (:func:`scan_key`): chapters that probe the same features (the models chapter,
+        same code (:func:`scan_keys`): chapters that probe the same features (the models chapter,
         layer profiles, routing) then scan each block once. Off by default.
 
     Returns
