@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from cpd_core.datasets.qm9 import check_targets, load_qm9
+from cpd_core.datasets.qm9 import check_targets
 from cpd_core.decomposition import run_pending
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import control_targets
@@ -199,65 +199,37 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     """
     from tqdm import tqdm
 
-    from cpd_core.extract import check_elements, features
+    from cpd_core.experiments.probe_set import probe_set
     from cpd_core.models import REGISTRY
-    from cpd_core.models.lazy import load_lazy
 
-    models = default_models() if models is None else list(models)
-    unknown = [m for m in models if m not in REGISTRY]
-    if unknown:
-        raise InputError(f"unknown model(s) {unknown}; known models: {sorted(REGISTRY)}")
     targets = check_targets(targets)
-    qm9 = load_qm9(n=n, seed=seed, rows=rows)
-    runs = [(m, s) for m in models for s in (twin_seeds if REGISTRY[m].status == "random-init" else (0,))]
-
-    # the molecules every model supports; each model's seed-0 featurizer is kept for its first run below.
-    # They are lazy (cpd_core.models.lazy): a memo of an earlier build answers elements, parameters and the
-    # cache key, and a network is built (seconds: SevenNet compiles its tensor products) only to compute
-    # features the cache does not hold
-    common, n_params, loaded = np.ones(len(qm9), dtype=bool), {}, {}
-    for name in models:
-        featurizer = load_lazy(name, device="cpu")
-        n_params[name] = featurizer.n_parameters
-        common &= check_elements(qm9.numbers, featurizer.elements, name, skip=True)
-        loaded[name] = featurizer
-        del featurizer
-    if not common.any():
-        raise InputError(f"no molecule is supported by all of {models}")
-    sub = qm9.select(common)
-    C = sub.composition()
-    ys = {t: sub.targets[t].to_numpy() for t in targets}
-    control_ys = control_targets(sub.numbers, ys, seed=seed) if controls else {}
+    ps = probe_set(default_models() if models is None else models, n=n, seed=seed, rows=rows)
+    C = ps.C
+    ys = ps.targets(targets)
+    control_ys = control_targets(ps.data.numbers, ys, seed=seed) if controls else {}
 
     # one model's features in memory at a time, extracted on the whole subset (the cache other chapters share)
     summaries, scans, results, routes = [], [], {}, []
-    for name, s in tqdm(runs, desc="CPD per model", disable=not progress):
+    for name, s in tqdm(ps.runs(twin_seeds), desc="CPD per model", disable=not progress):
         card = REGISTRY[name]
-        checked = loaded.pop(name, None)      # the network of the element check, used once if it is this one
-        featurizer = checked if s == 0 and checked is not None else load_lazy(name, device=device, **({"seed": s} if s else {}))
-        del checked
-        feats = features(featurizer, qm9, device=device, progress=progress, skip_unsupported=True,
-                         **extract_kwargs)
-        del featurizer
-        keep = common[feats.kept]  # of the rows this model kept, those every model kept
-        blocks = {block: H[keep] for block, H in feats.items()}
+        blocks = ps.blocks(name, s, device=device, progress=progress, **extract_kwargs)
         rows_, scan, res, block_scan = _model_rows(name, s, blocks, C, {**ys, **control_ys}, probes, cv, set(control_ys),
                                        nonlinear=(s == twin_seeds[0] or card.status != "random-init"))
         info = {"model": name, "seed": s, "family": card.family, "status": card.status, "twin_of": card.twin_of,
-                "domain": card.domain, "parameters": n_params[name]}
+                "domain": card.domain, "parameters": ps.n_parameters[name]}
         summaries.append(pd.DataFrame(rows_).assign(**info))
         scans.append(scan.assign(model=name, seed=s))
         results.update(res)
         if routing and s == 0:
             routes += _routing(name, block_scan, list(ys))
-        del feats, blocks, block_scan
+        del blocks, block_scan
     summary = pd.concat(summaries, ignore_index=True)
     front = ["model", "seed", "family", "status", "twin_of", "domain", "parameters", "target", "control", "block",
              "probe"]
     summary = summary[front + [c for c in summary.columns if c not in front]]
     scan = pd.concat(scans, ignore_index=True)
     scan = scan[["model", "seed", "target"] + [c for c in scan.columns if c not in ("model", "seed", "target")]]
-    return GradientRun(summary, scan, results, pd.DataFrame(routes), qm9.ids[~common].tolist(), sub.ids)
+    return GradientRun(summary, scan, results, pd.DataFrame(routes), ps.dropped, ps.data.ids)
 
 
 def _main(summary: pd.DataFrame) -> pd.DataFrame:
