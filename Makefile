@@ -39,8 +39,13 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 INLINE := module://matplotlib_inline.backend_inline
 
-SOURCES := $(wildcard notebooks/*.py)
-NAMES := $(SOURCES:notebooks/%.py=%)
+# Chapters execute in the book's order (_toc.yml): the models and task-alignment chapters extract the
+# features and scan the blocks that the later chapters read from the cache. Notebooks not in the
+# table of contents come last.
+TOC_ORDER := $(shell grep -o 'build/notebooks/[A-Za-z0-9_]*' _toc.yml | sed 's|build/notebooks/||')
+ALL_NAMES := $(patsubst notebooks/%.py,%,$(wildcard notebooks/*.py))
+NAMES := $(foreach n,$(TOC_ORDER),$(filter $(n),$(ALL_NAMES))) $(filter-out $(TOC_ORDER),$(ALL_NAMES))
+SOURCES := $(NAMES:%=notebooks/%.py)
 CONVERTED := $(NAMES:%=build/jupytext/%.ipynb)
 EXECUTED := $(NAMES:%=build/notebooks/%.ipynb)
 LIB_FILES := $(shell find cpd_core -type f ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort)

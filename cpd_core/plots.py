@@ -317,3 +317,91 @@ def evolution_plot(run, target: str = "gap") -> plt.Figure:
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+#: Measures of a layer profile (:func:`cpd_core.experiments.layer_profiles.layer_profiles`) and their axis labels.
+PROFILE_MEASURES = {"comp_share": "composition share\n(held-out, of feature variance)",
+                    "readback": "element counts read back\n(ridge R², mean over elements)"}
+
+
+def profile_plot(table: pd.DataFrame, targets=("gap", "dipole"), floor: float = -0.2) -> plt.Figure:
+    """Layer profiles: one row of panels per model family, one column per measure, depth on x.
+
+    Columns: ridge R²_geom of each target, the composition share of the features and the count
+    read-back (:mod:`cpd_core.experiments.layer_profiles`), each with its 95 % interval as error bars.
+    Trained models are coloured lines, random-init twins (first seed) grey and dashed, beside them.
+    Values below ``floor`` are drawn on it.
+    """
+    t = table[table["seed"] == table["seed"].min()]
+    measures = {f"r2_geom {x}": f"R²_geom, {x}\n(ridge, 5-fold CV)" for x in targets} | PROFILE_MEASURES
+    families = list(dict.fromkeys(t["family"]))
+    fig, axes = plt.subplots(len(families), len(measures), figsize=(2.7 * len(measures) + 0.6, 1.9 * len(families) + 0.9),
+                             sharex="row", squeeze=False)
+    colors = sns.color_palette("colorblind", 8)
+    for r, family in enumerate(families):
+        fam = t[t["family"] == family]
+        trained = [m for m in dict.fromkeys(fam["model"]) if (fam[fam["model"] == m]["status"] != "random-init").all()]
+        for c, (col, label) in enumerate(measures.items()):
+            ax = axes[r][c]
+            for model, grp in fam.groupby("model", sort=False):
+                grp = grp.sort_values("depth")
+                twin = (grp["status"] == "random-init").all()
+                color = "0.55" if twin else colors[trained.index(model) % len(colors)]
+                y = grp[col].clip(lower=floor)
+                ax.errorbar(grp["depth"], y, yerr=_yerr(y, grp[col + "_lo"].clip(lower=floor), grp[col + "_hi"].clip(lower=floor)),
+                            color=color, ls="--" if twin else "-", marker="o", ms=3, lw=1.2, capsize=2,
+                            label=model if c == 0 else None)
+            ax.axhline(0, color="0.7", lw=0.6)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+            ax.set_ylim(floor if col.startswith("r2_geom") else -0.05, 1.02)
+            if r == 0:
+                ax.set_title(label, fontsize=9)
+            if r == len(families) - 1:
+                ax.set_xlabel("depth (0 = embedding / AEV)")
+            if c == 0:
+                ax.set_ylabel(family)
+                ax.legend(fontsize=6.5, frameon=False, loc="best")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def routing_plot(channels: pd.DataFrame, targets=("dipole", "gap"), floor: float = -0.2) -> plt.Figure:
+    """Nested ridge R²_geom per channel (L0, L1@atom-norm, …) of every equivariant model, one panel per target.
+
+    Models on y (random-init twins' labels grey), channels as coloured markers with their 95 %
+    intervals; first seed only. Values below ``floor`` are drawn on it.
+    """
+    ch = channels[channels["seed"] == channels["seed"].min()]
+    targets = [x for x in targets if x in set(ch["target"])]
+    names = list(dict.fromkeys(ch["model"]))
+    kinds = sorted(dict.fromkeys(ch["channel"]), key=lambda k: (k != "L0", k))
+    palette = dict(zip(kinds, sns.color_palette("colorblind", len(kinds))))
+    ypos = {m: i for i, m in enumerate(names)}
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.4 * len(targets) + 2.2, 0.42 * len(names) + 1.8),
+                             sharey=True, squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        sub = ch[ch["target"] == target]
+        for k, kind in enumerate(kinds):
+            grp = sub[sub["channel"] == kind]
+            if grp.empty:
+                continue
+            y = np.array([ypos[m] for m in grp["model"]]) + (k - (len(kinds) - 1) / 2) * 0.8 / len(kinds)
+            x = grp["r2_geom"].clip(lower=floor)
+            ax.errorbar(x, y, xerr=_yerr(x, grp["r2_geom_lo"].clip(lower=floor), grp["r2_geom_hi"].clip(lower=floor)),
+                        fmt="o", ms=3.5, color=palette[kind], elinewidth=1, capsize=1.5, label=kind)
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set(title=target, xlim=(floor, 1.0), xlabel="R²_geom (ridge, nested layer; bars: 95 % interval)")
+    ax0 = axes[0][0]
+    ax0.set_yticks(range(len(names)))
+    ax0.set_yticklabels(names)
+    status = ch.drop_duplicates("model").set_index("model")["status"]
+    for label in ax0.get_yticklabels():
+        if status.get(label.get_text()) == "random-init":
+            label.set_color("0.5")
+    ax0.invert_yaxis()
+    handles, labels = ax0.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(kinds), 5), frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    plt.close(fig)
+    return fig

@@ -58,6 +58,27 @@ def _compare_within_round_off():
     IPyNbCell.compare_outputs = compare_outputs
 
 
+def toc_order() -> list[str]:
+    """Chapter notebooks in the book's order (``_toc.yml``), as ``make book`` executes them."""
+    import re
+
+    return re.findall(r"build/notebooks/(\w+)", (ROOT / "_toc.yml").read_text())
+
+
+def pytest_collection_modifyitems(config, items):
+    """nbval runs the reference notebooks in the book's order, as ``make book`` does: the later chapters
+    read the features and block scans the models and task-alignment chapters put in the cache."""
+    if not _nbval_on(config):
+        return
+    order = {name: i for i, name in enumerate(toc_order())}
+
+    def rank(item):
+        path = Path(str(item.fspath))
+        return (order.get(path.stem, len(order)), path.stem) if path.suffix == ".ipynb" else (-1, "")
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=lambda p: (rank(p[1]), p[0]))]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
     result = yield

@@ -37,6 +37,18 @@ SCALES: dict[str, dict[str, dict]] = {
         "book": {"n_molecules": 500, "models": "with-partner"},
         "full": {"n_molecules": ALL, "models": "offline"},
     },
+    "layer_profiles": {  # the models chapter's models and molecules (its cached features and scans)
+        "book": {"n_molecules": 500, "models": "with-partner"},
+        "full": {"n_molecules": ALL, "models": "offline"},
+    },
+    "irreps_routing": {  # the models chapter's models and molecules; scalar targets beside the dipole
+        "book": {"n_molecules": 500, "models": "with-partner"},
+        "full": {"n_molecules": ALL, "models": "offline"},
+    },
+    "mean_vs_sum": {  # the models chapter's models and molecules; sum pooling from its cached mean-pooled features
+        "book": {"n_molecules": 500, "models": "with-partner"},
+        "full": {"n_molecules": ALL, "models": "offline"},
+    },
     "task_alignment": {  # the chapter's claims are ridge's; the nonlinear probes are shown beside them at full scale
         "book": {"n_molecules": 500, "probes": ["ridge"]},
         "full": {"n_molecules": ALL, "probes": ["ridge", "mlp", "gbt"]},
