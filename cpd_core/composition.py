@@ -15,7 +15,8 @@ import numpy as np
 
 from cpd_core.errors import InputError
 
-KINDS = ("counts", "fractions", "onehot")
+#: Composition bases: what CPD treats as "linear in composition" (see :func:`composition`).
+KINDS = ("counts", "fractions", "onehot", "counts+fractions+size", "poly2")
 
 _SYMBOLS = (
     "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn "
@@ -98,7 +99,13 @@ def composition(
             [n_{ie} > 0] & \text{onehot (presence)}
         \end{cases}
 
-    followed by a column of ones when ``intercept`` is true.
+    and two wider bases: ``"counts+fractions+size"``, the counts, the fractions and the atom number
+    :math:`N_i = \sum_e n_{ie}` side by side (so that both extensive and intensive functions of
+    composition are in its span); ``"poly2"``, the counts and every product :math:`n_{ie} n_{ie'}`,
+    :math:`e \le e'` (a polynomial of degree 2 in the counts). Each is followed by a column of ones
+    when ``intercept`` is true. Some bases are rank deficient (fractions sum to one; :math:`N_i` is the
+    sum of the counts): the projection (:class:`cpd_core.projection.CompositionProjector`, pivoted QR)
+    handles that, and the span is what matters.
 
     Parameters
     ----------
@@ -107,7 +114,7 @@ def composition(
         Atomic numbers that get a column, in this order after sorting by Z.
         Default: every element present in ``structures``. A structure holding
         an element not in ``elements`` raises :class:`~cpd_core.errors.InputError`.
-    kind : {"counts", "fractions", "onehot"}
+    kind : {"counts", "fractions", "onehot", "counts+fractions+size", "poly2"}
     intercept : bool
         Append a column of ones.
 
@@ -147,11 +154,19 @@ def composition(
     for i, z in enumerate(zs):
         values, n = np.unique(z, return_counts=True)
         counts[i, [lookup[int(v)] for v in values]] = n
+    columns = tuple(symbol(e) for e in elements)
     if kind == "fractions":
         counts = counts / counts.sum(axis=1, keepdims=True)
     elif kind == "onehot":
         counts = (counts > 0).astype(float)
-    columns = tuple(symbol(e) for e in elements)
+    elif kind == "counts+fractions+size":
+        size = counts.sum(axis=1, keepdims=True)
+        counts = np.hstack([counts, counts / size, size])
+        columns = columns + tuple(f"x_{c}" for c in columns) + ("N",)
+    elif kind == "poly2":
+        pairs = [(a, b) for a in range(len(elements)) for b in range(a, len(elements))]
+        counts = np.hstack([counts, np.column_stack([counts[:, a] * counts[:, b] for a, b in pairs])])
+        columns = columns + tuple(f"{columns[a]}²" if a == b else f"{columns[a]}·{columns[b]}" for a, b in pairs)
     if intercept:
         counts = np.hstack([counts, np.ones((len(zs), 1))])
         columns = columns + ("1",)

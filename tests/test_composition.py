@@ -134,3 +134,41 @@ def test_symbol(z, sym):
 def test_symbol_rejects_non_elements(z):
     with pytest.raises(InputError):
         symbol(z)
+
+
+def _span_residual(C, y):
+    """Largest residual of y after projecting it on the column span of C (least squares)."""
+    coef = np.linalg.lstsq(C, y, rcond=None)[0]
+    return float(np.abs(y - C @ coef).max())
+
+
+def test_bases_hold_the_functions_of_composition_they_promise():
+    """Known answers: each basis spans what it says, and only that (up to round-off)."""
+    from cpd_core.experiments.controls import mass_per_atom, molecular_mass
+
+    rng = np.random.default_rng(0)
+    numbers = [rng.choice([1, 6, 7, 8], size=rng.integers(3, 15)) for _ in range(200)]
+    mass, per_atom = molecular_mass(numbers), mass_per_atom(numbers)
+    size = np.array([len(z) for z in numbers], dtype=float)
+    for kind, spans_mass, spans_per_atom, spans_size2 in [
+        ("counts", True, False, False),
+        ("fractions", False, True, False),
+        ("counts+fractions+size", True, True, False),
+        ("poly2", True, False, True),
+    ]:
+        C = composition(numbers, kind=kind).matrix
+        assert (_span_residual(C, mass) < 1e-8) is spans_mass, kind
+        assert (_span_residual(C, per_atom) < 1e-8) is spans_per_atom, kind
+        assert (_span_residual(C, size ** 2) < 1e-6) is spans_size2, kind
+    presence = composition(numbers, kind="onehot").matrix
+    has_n = np.array([7 in set(z.tolist()) for z in numbers], dtype=float)
+    assert _span_residual(presence, has_n) < 1e-10
+
+
+def test_wide_bases_label_their_columns():
+    comp = composition([[6, 1, 1, 1, 1], [8, 1, 1]], kind="poly2")
+    assert comp.columns == ("H", "C", "O", "H²", "H·C", "H·O", "C²", "C·O", "O²", "1")
+    assert comp.matrix[0].tolist() == [4, 1, 0, 16, 4, 0, 1, 0, 0, 1]
+    comp = composition([[6, 1, 1, 1, 1], [8, 1, 1]], kind="counts+fractions+size", intercept=False)
+    assert comp.columns == ("H", "C", "O", "x_H", "x_C", "x_O", "N")
+    np.testing.assert_allclose(comp.matrix[1], [2, 0, 1, 2 / 3, 0, 1 / 3, 3])
