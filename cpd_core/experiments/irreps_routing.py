@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cpd_core.errors import InputError
 from cpd_core.experiments.layer_profiles import parse_block
 
 #: QM9 targets by tensor rank: the dipole moment is the one vector property (its norm is probed).
@@ -160,23 +159,10 @@ def irreps_routing(models: Sequence[str] | None = None, archs: Sequence[str] | N
     built from all of them (the models chapter's molecules), and only those with an L ≥ 1 channel are
     reported.
     """
-    from cpd_core.experiments.model_gradient import default_models
-    from cpd_core.experiments.task_alignment import alignment_models
-    from cpd_core.training import assert_held_out, probe_rows
+    from cpd_core.experiments.probe_set import chapter_sets
 
-    models = default_models() if models is None else list(models)
-    runs = []
-    if models:
-        runs.append(route(models, n=n, seed=seed, targets=targets, cv=cv, twin_seeds=twin_seeds,
-                          molecules="QM9 subset", device=device, progress=progress))
-    trained = alignment_models(archs) if archs is None or len(archs) else []
-    if trained:
-        rows = probe_rows(n=n, seed=seed)
-        assert_held_out(rows)
-        runs.append(route(trained, n=None, rows=rows, targets=targets, cv=cv, twin_seeds=twin_seeds,
-                          molecules="held-out test split", device=device, progress=progress))
-    if not runs:
-        raise InputError("no models: give models or archs")
+    runs = [route(ms, targets=targets, cv=cv, twin_seeds=twin_seeds, molecules=label, device=device,
+                  progress=progress, **kw) for label, ms, kw in chapter_sets(models, archs, n=n, seed=seed)]
     return RoutingRun(pd.concat([r.channels for r in runs], ignore_index=True),
                       pd.concat([r.contrasts for r in runs], ignore_index=True),
                       {k: v for r in runs for k, v in r.results.items()}, {k: v for r in runs for k, v in r.n.items()})

@@ -332,23 +332,10 @@ def layer_profiles(models: Sequence[str] | None = None, archs: Sequence[str] | N
         :func:`~cpd_core.experiments.task_alignment.trained_archs`; ``[]`` for none), each as its
         gap-trained, U0-trained and random-init twin, on ``n`` molecules of their held-out test split.
     """
-    from cpd_core.experiments.model_gradient import default_models
-    from cpd_core.experiments.task_alignment import alignment_models
-    from cpd_core.training import assert_held_out, probe_rows
+    from cpd_core.experiments.probe_set import chapter_sets
 
-    models = default_models() if models is None else list(models)
-    runs = []
-    if models:
-        runs.append(profile(models, n=n, seed=seed, targets=targets, cv=cv, twin_seeds=twin_seeds,
-                            molecules="QM9 subset", device=device, progress=progress))
-    trained = alignment_models(archs) if archs is None or len(archs) else []
-    if trained:
-        rows = probe_rows(n=n, seed=seed)
-        assert_held_out(rows)
-        runs.append(profile(trained, n=None, rows=rows, targets=targets, cv=cv, twin_seeds=twin_seeds,
-                            molecules="held-out test split", device=device, progress=progress))
-    if not runs:
-        raise InputError("no models: give models or archs")
+    runs = [profile(ms, targets=targets, cv=cv, twin_seeds=twin_seeds, molecules=label, device=device,
+                    progress=progress, **kw) for label, ms, kw in chapter_sets(models, archs, n=n, seed=seed)]
     return ProfileRun(pd.concat([r.table for r in runs], ignore_index=True),
                       {k: v for r in runs for k, v in r.replicates.items()}, {k: v for r in runs for k, v in r.n.items()})
 

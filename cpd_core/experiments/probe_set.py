@@ -133,4 +133,30 @@ def probe_set(models: Sequence[str], n: int | None = 500, seed: int = 0, rows=No
     return ProbeSet(models, drawn, common, data, data.composition(), n_params, loaded)
 
 
-__all__ = ["ProbeSet", "probe_set"]
+def chapter_sets(models: Sequence[str] | None = None, archs: Sequence[str] | None = None, n: int | None = 500,
+                 seed: int = 0) -> list[tuple[str, list, dict]]:
+    """The two probe sets of the chapters that follow every model: ``(label, models, probe_set kwargs)``.
+
+    ``"QM9 subset"``: the models chapter's models (``models``, default
+    :func:`~cpd_core.experiments.model_gradient.default_models`) on its seeded subset of ``n``.
+    ``"held-out test split"``: the gap-, U0-trained and random-init twins of each architecture trained
+    here (``archs``, default every one with both checkpoints; ``[]`` for none) on ``n`` molecules of the
+    test split they were never trained or early-stopped on (asserted). A set without models is left out.
+    """
+    from cpd_core.experiments.model_gradient import default_models
+    from cpd_core.experiments.task_alignment import alignment_models
+    from cpd_core.training import assert_held_out, probe_rows
+
+    models = default_models() if models is None else list(models)
+    sets = [("QM9 subset", models, {"n": n, "seed": seed})] if models else []
+    trained = alignment_models(archs) if archs is None or len(archs) else []
+    if trained:
+        rows = probe_rows(n=n, seed=seed)
+        assert_held_out(rows)
+        sets.append(("held-out test split", trained, {"n": None, "seed": seed, "rows": rows}))
+    if not sets:
+        raise InputError("no models: give models or archs")
+    return sets
+
+
+__all__ = ["ProbeSet", "chapter_sets", "probe_set"]

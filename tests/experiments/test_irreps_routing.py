@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpd_core.datasets import qm9 as qm9_module
 from cpd_core.experiments.irreps_routing import (
     RoutingRun,
     channel,
@@ -19,9 +18,7 @@ from cpd_core.experiments.irreps_routing import (
 )
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # fixtures: tests/experiments/conftest.py
 
 
 def _planted(n=400, seed=0):
@@ -100,8 +97,6 @@ def test_rank_table_and_facts():
     assert facts["vector_only"] == "m" and facts["scalar_targets"] == "gap, homo"
 
 
-def test_route_skips_models_without_vectors_and_reads_cached_scans(monkeypatch):
-    if qm9_module.importlib.util.find_spec("qm9pack") is None:
-        pytest.skip("QM9 needs the PyPI package qm9pack")
+def test_route_skips_models_without_vectors(qm9_loaded):
     run = route(["ani2x", "ani2x-random"], n=60, cv=3, device="cpu")
     assert run.channels.empty and run.contrasts.empty and run.n == {"QM9 subset": 60}

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpd_core.datasets import qm9 as qm9_module
 from cpd_core.errors import InputError
 from cpd_core.experiments.layer_profiles import (
     ProfileRun,
@@ -20,21 +19,7 @@ from cpd_core.experiments.layer_profiles import (
 )
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def qm9_arrays():
-    if qm9_module.importlib.util.find_spec("qm9pack") is None:
-        pytest.skip("QM9 needs the PyPI package qm9pack")
-    return qm9_module._all_arrays()
-
-
-@pytest.fixture
-def qm9_loaded(qm9_arrays, monkeypatch):
-    monkeypatch.setattr(qm9_module, "_all_arrays", lambda: qm9_arrays)
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # fixtures: tests/experiments/conftest.py
 
 
 def _counts(n=400, seed=0):

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpd_core.datasets import qm9 as qm9_module
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import MASS_PER_ATOM, mass_per_atom
 from cpd_core.experiments.mean_vs_sum import (
@@ -17,9 +16,7 @@ from cpd_core.experiments.mean_vs_sum import (
 )
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # fixtures: tests/experiments/conftest.py
 
 
 def _element_only(n=400, seed=0):
@@ -73,9 +70,7 @@ def test_tables_and_facts():
     assert not any(c["resolved"] for c in same)
 
 
-def test_mean_vs_sum_on_qm9_reads_the_models_chapter_mean_scans(monkeypatch):
-    if qm9_module.importlib.util.find_spec("qm9pack") is None:
-        pytest.skip("QM9 needs the PyPI package qm9pack")
+def test_mean_vs_sum_on_qm9_reads_the_models_chapter_mean_scans(qm9_loaded, monkeypatch):
     import cpd_core.selection as selection
     from cpd_core.experiments.model_gradient import model_gradient
 

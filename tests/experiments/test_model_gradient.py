@@ -22,21 +22,7 @@ from cpd_core.models import REGISTRY
 from cpd_core.models.base import shared_dir
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def qm9_arrays():
-    if qm9_module.importlib.util.find_spec("qm9pack") is None:
-        pytest.skip("QM9 needs the PyPI package qm9pack")
-    return qm9_module._all_arrays()
-
-
-@pytest.fixture
-def qm9_loaded(qm9_arrays, monkeypatch):
-    monkeypatch.setattr(qm9_module, "_all_arrays", lambda: qm9_arrays)
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # fixtures: tests/experiments/conftest.py
 
 
 def test_default_models_are_offline_and_without_caveats():

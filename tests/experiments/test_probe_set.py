@@ -3,19 +3,14 @@
 import numpy as np
 import pytest
 
-from cpd_core.datasets import qm9 as qm9_module
 from cpd_core.errors import InputError
 from cpd_core.experiments.probe_set import probe_set
 
 
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
-    if qm9_module.importlib.util.find_spec("qm9pack") is None:
-        pytest.skip("QM9 needs the PyPI package qm9pack")
+pytestmark = pytest.mark.usefixtures("tmp_cache")  # fixtures: tests/experiments/conftest.py
 
 
-def test_probe_set_blocks_runs_and_sum_pooling():
+def test_probe_set_blocks_runs_and_sum_pooling(qm9_loaded):
     ps = probe_set(["ani2x-aev", "ani2x-random"], n=40, seed=3)
     assert ps.dropped == [] and len(ps.data) == 40 and ps.C.shape[0] == 40 and (ps.C[:, -1] == 1).all()
     assert ps.runs((0, 2)) == [("ani2x-aev", 0), ("ani2x-random", 0), ("ani2x-random", 2)]
