@@ -82,5 +82,5 @@ for name, value in pooling_facts(run).items():
 # - **Sign changes.** R²_geom changes sign between the poolings (both intervals excluding zero, beyond
 #   ±0.05) for: {glue:text}`sign_changes`. The paper reports ANI-2x's relation to composition changing
 #   sign between mean and sum pooling; here ANI-2x's hidden layers give, for the gap,
-#   {glue:text}`ani2x_gap`: positive under both, as its mean-pooled R²_geom already is in the
-#   models chapter (where the chapter on ANI-2x's AEV explains why ours differs from the paper's −0.792).
+#   {glue:text}`ani2x_gap` (the chapter on ANI-2x's AEV explains why our mean-pooled R²_geom differs from
+#   the paper's −0.792).

@@ -227,9 +227,15 @@ def pooling_facts(run: PoolingRun) -> dict:
             facts["mpa_read"] = ("no more often under mean pooling than under sum pooling, against the algebra's "
                                  "expectation: see the table")
     ani = s[(s["model"] == "ani2x") & (s["target"] == "gap")].set_index("pooling")
-    facts["ani2x_gap"] = ("; ".join(f"{p} {ani.loc[p, 'r2_geom']:.3f} [{ani.loc[p, 'r2_geom_lo']:.3f}, "
-                                    f"{ani.loc[p, 'r2_geom_hi']:.3f}]" for p in POOLINGS)
-                          if len(ani) == 2 else "not run here")
+    if len(ani) == 2:
+        signs = {p: ("positive" if ani.loc[p, "r2_geom_lo"] > 0 else "negative" if ani.loc[p, "r2_geom_hi"] < 0
+                     else "not resolved from zero") for p in POOLINGS}
+        sign = (f"{signs['mean']} under both" if signs["mean"] == signs["sum"]
+                else f"{signs['mean']} under mean and {signs['sum']} under sum pooling")
+        facts["ani2x_gap"] = ("; ".join(f"{p} {ani.loc[p, 'r2_geom']:.3f} [{ani.loc[p, 'r2_geom_lo']:.3f}, "
+                                        f"{ani.loc[p, 'r2_geom_hi']:.3f}]" for p in POOLINGS) + f": {sign}")
+    else:
+        facts["ani2x_gap"] = "not run here"
     return facts
 
 

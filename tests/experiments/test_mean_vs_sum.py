@@ -82,3 +82,18 @@ def test_mean_vs_sum_on_qm9_reads_the_models_chapter_mean_scans(qm9_loaded, monk
     # only the sum-pooled blocks were fit; the mean-pooled ones came from the models chapter's scans
     assert len(scanned) == 3 and run.n == 60   # aev, aev/radial, aev/angular under sum
     assert set(run.summary["target"]) == {"gap", "dipole", MASS_PER_ATOM, "mass (control)"}
+
+
+def test_ani2x_sentence_says_the_signs_it_sees():
+    from cpd_core.experiments.mean_vs_sum import POOLINGS
+
+    rows = [{"model": "ani2x", "family": "ANI", "status": "original", "target": "gap", "pooling": p,
+             "block": "hidden2", "r2_full": 0.5, "r2_full_lo": 0.4, "r2_full_hi": 0.6, "r2_comp": 0.3,
+             "r2_geom": g, "r2_geom_lo": g - 0.05, "r2_geom_hi": g + 0.05, "comp_share": 0.5,
+             "comp_share_lo": 0.4, "comp_share_hi": 0.6} for p, g in zip(POOLINGS, (-0.3, 0.2))]
+    contrasts = [{"model": "ani2x", "target": "gap", "sum − mean": 0.5, "sum − mean_lo": 0.4,
+                  "sum − mean_hi": 0.6, "resolved": True}]
+    run = PoolingRun(pd.DataFrame(rows), pd.DataFrame(contrasts), {}, 10)
+    facts = pooling_facts(run)
+    assert facts["ani2x_gap"].endswith("negative under mean and positive under sum pooling")
+    assert facts["sign_changes"] == "ani2x (gap)"
