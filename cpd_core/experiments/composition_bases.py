@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from cpd_core.errors import InputError
@@ -200,7 +201,6 @@ def bases_facts(run: BasesRun) -> dict:
     from cpd_core.paper import paper_value
 
     s = run.summary
-    summ = basis_summary(run).set_index(["basis", "target", "probe"])
     facts = {"n_mol": run.n, "n_models": int(s["model"].nunique()),
              "probes": ", ".join(dict.fromkeys(s[s["target"] != "gap"]["probe"])),
              "paper_low": f"{paper_value('r2_geom_tree_inflation_low', 'compositional target', '-', 'gbt'):.2f}",
@@ -210,22 +210,22 @@ def bases_facts(run: BasesRun) -> dict:
             sub = s[(s["target"] == t) & (s["probe"] == probe) & (s["basis"] == DEFAULT)]
             facts[f"{probe}_{key}_default"] = (f"{sub['r2_geom'].min():.2f} to {sub['r2_geom'].max():.2f}"
                                                if len(sub) else "not run here")
-    # the basis with the lowest median nonlinear R²_geom over both compositional targets
-    nonlinear = s[(s["probe"] != "ridge") & (s["target"] != "gap")]
-    if len(nonlinear):
-        med = nonlinear.groupby("basis")["r2_geom"].median().sort_values()
-        facts["best_basis"] = f"{med.index[0]} ({BASES[med.index[0]]}; median R²_geom {med.iloc[0]:.2f})"
-        facts["default_median"] = f"{med[DEFAULT]:.2f}"
-    else:
-        facts["best_basis"], facts["default_median"] = "not run here", "n/a"
-    gap = s[(s["target"] == "gap") & (s["probe"] == "ridge")]
-    if len(gap):
-        med = gap.groupby("basis")["r2_geom"].median()
-        facts["gap_cost"] = "; ".join(f"{b} {med[b]:.3f}" for b in BASES if b in med.index)
-        lowered = summ.xs(("gap", "ridge"), level=("target", "probe"))["lower than default"]
-        facts["gap_lowered"] = "; ".join(f"{b}: {int(lowered[b])}" for b in BASES if b in lowered.index and b != DEFAULT)
-    else:
-        facts["gap_cost"] = facts["gap_lowered"] = "not run here"
+    # each basis against the default, paired: in how many (model, target) cases it moved R²_geom
+    c = run.contrasts
+    nonlinear = c[(c["probe"] != "ridge") & (c["target"] != "gap")] if len(c) else c
+    gap = c[(c["probe"] == "ridge") & (c["target"] == "gap")] if len(c) else c
+    for key, frame in (("nonlinear", nonlinear), ("gap", gap)):
+        for direction, sign in (("lowered", -1), ("raised", 1)):
+            parts = []
+            for b in BASES:
+                mine = frame[frame["basis"] == b] if len(frame) else frame
+                if len(mine):
+                    hits = int((mine["resolved"] & (np.sign(mine["difference"]) == sign)).sum())
+                    parts.append(f"{b} {hits} of {len(mine)}")
+            facts[f"{key}_{direction}"] = "; ".join(parts) if parts else "not run here"
+    g = s[(s["target"] == "gap") & (s["probe"] == "ridge")]
+    facts["gap_cost"] = ("; ".join(f"{b} {m:.3f}" for b, m in g.groupby("basis")["r2_geom"].median().reindex(
+        [b for b in BASES if b in set(g["basis"])]).items()) if len(g) else "not run here")
     return facts
 
 
