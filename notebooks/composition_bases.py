@@ -105,9 +105,9 @@ for name, value in bases_facts(run).items():
 #   {glue:text}`nonlinear_lowered`; raised it: {glue:text}`nonlinear_raised`.
 # - **What it does to the gap.** Median ridge R²_geom of the gap under each basis:
 #   {glue:text}`gap_cost`. Models in which a basis lowered the gap's R²_geom against the default
-#   (paired interval below zero): {glue:text}`gap_lowered`; raised it: {glue:text}`gap_raised`. A basis
-#   narrower than the counts (presence, fractions) leaves composition in the residual, and a linear
-#   probe then reads it as if it were geometry.
+#   (paired interval below zero): {glue:text}`gap_lowered`; raised it: {glue:text}`gap_raised`. A rise
+#   is composition that a basis not spanning the counts (element presence does not) leaves in the
+#   residual, read by a linear probe as if it were geometry.
 # - **Which basis to use.** With a linear probe the default basis removes exactly what is linear in
 #   counts, and the controls of the models chapter show what it leaves. With a nonlinear probe no
 #   finite basis removes composition in every form: report the compositional controls under the basis
