@@ -111,7 +111,7 @@ def composition_share(H, C, fold_of, n_boot: int = 200, seed: int = 0,
     >>> C = np.column_stack([rng.integers(0, 9, 400), rng.integers(0, 4, 400), np.ones(400)])
     >>> H = np.column_stack([C[:, :2] @ [1.0, 2.0], rng.normal(size=400)])
     >>> s, lo, hi = composition_share(H, C, np.arange(400) % 5)
-    >>> round(s, 1), bool(lo < s < hi)
+    >>> round(float(s), 1), bool(lo < s < hi)
     (0.5, True)
     """
     from cpd_core.intervals import percentile_interval
