@@ -271,3 +271,30 @@ def test_dimenet_bessel_forms_come_from_the_disk_cache_once_computed(tmp_path, m
     monkeypatch.setattr(dimenet_utils, "bessel_basis", no_sympy)
     second = build(3, 2, 3.0, 5)(d, angle, idx)
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_shipped_bessel_forms_equal_those_sympy_computes():
+    """The table shipped for DimeNet++'s 7 x 6 holds exactly the forms torch-geometric computes (~20 s)."""
+    from torch_geometric.nn.models.dimenet_utils import bessel_basis
+
+    from cpd_core.models.trained.pyg import shipped_bessel_basis
+
+    assert shipped_bessel_basis(7, 6) == bessel_basis(7, 6)
+    assert shipped_bessel_basis(3, 2) is None  # not shipped: computed and cached on disk
+
+
+def test_dimenet_default_layer_builds_from_the_shipped_table_without_sympy(tmp_path, monkeypatch):
+    import torch_geometric.nn.models.dimenet_utils as dimenet_utils
+
+    from cpd_core.models.trained.pyg import spherical_basis
+
+    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path))
+
+    def no_sympy(*args):
+        raise AssertionError("computed with sympy instead of read from the shipped table")
+
+    monkeypatch.setattr(dimenet_utils, "bessel_basis", no_sympy)
+    layer = spherical_basis.__wrapped__(7, 6, 5.0, 5)
+    out = layer(torch.tensor([1.0, 2.0]), torch.tensor([0.5, 1.5]), torch.tensor([0, 1]))
+    assert out.shape == (2, 42) and torch.isfinite(out).all()
+    assert not (tmp_path / "sympy").exists()

@@ -18,7 +18,9 @@ Every edge :math:`j \to i` joins two atoms of one molecule closer than the cutof
 from __future__ import annotations
 
 import functools
+import json
 import os
+from pathlib import Path
 
 import torch
 from torch_geometric.nn.models.dimenet import (
@@ -116,14 +118,37 @@ class SchNetNet(torch.nn.Module):
         return atom_out.squeeze(-1), blocks
 
 
+#: Spherical Bessel forms shipped with the package (``bessel_basis.json``, written by
+#: ``scripts/bessel_table.py``): sympy's ``srepr`` of ``dimenet_utils.bessel_basis(n, k)`` per ``"n,k"``,
+#: read back exactly (``tests/models/test_pyg.py`` compares them with torch-geometric's own).
+BESSEL_TABLE = Path(__file__).with_name("bessel_basis.json")
+
+
+def shipped_bessel_basis(n: int, k: int):
+    """torch-geometric's ``bessel_basis(n, k)`` from the table shipped with the package, or None if it holds no such setting.
+
+    Computing the forms with sympy takes ~25 s for DimeNet++'s 7 × 6 on one core, once per machine
+    (the disk cache keeps them after that); the table makes a fresh machine's first build as fast.
+    """
+    import sympy
+
+    try:
+        table = json.loads(BESSEL_TABLE.read_text())
+    except (OSError, ValueError):
+        return None
+    forms = table.get("forms", {}).get(f"{n},{k}")
+    return None if forms is None else [[sympy.sympify(f) for f in row] for row in forms]
+
+
 @functools.cache
 def spherical_basis(num_spherical: int, num_radial: int, cutoff: float, envelope_exponent: int):
     """torch-geometric's ``SphericalBasisLayer``, built once per setting.
 
     The layer holds no parameters or buffers, so networks may share it. Its spherical Bessel forms
-    come from sympy (``dimenet_utils.bessel_basis``: ~18 s for 7 × 6 on one core); they are kept on
-    disk under the cache (:func:`cpd_core.cache.cache_dir`, keyed by the setting and the
-    torch-geometric version), so later processes build the layer in milliseconds.
+    come from sympy (``dimenet_utils.bessel_basis``: ~25 s for 7 × 6 on one core): DimeNet++'s default
+    setting is read from the table shipped with the package (:func:`shipped_bessel_basis`), any other
+    is computed once and kept on disk under the cache (:func:`cpd_core.cache.cache_dir`, keyed by the
+    setting and the torch-geometric version), so later processes build the layer in milliseconds.
     """
     import torch_geometric
     import torch_geometric.nn.models.dimenet_utils as dimenet_utils
@@ -135,6 +160,9 @@ def spherical_basis(num_spherical: int, num_radial: int, cutoff: float, envelope
 
         from cpd_core.cache import cache_dir
 
+        shipped = shipped_bessel_basis(n, k)
+        if shipped is not None:
+            return shipped
         path = cache_dir() / "sympy" / f"bessel_basis-{n}-{k}-pyg{torch_geometric.__version__}.pkl"
         try:
             return pickle.loads(path.read_bytes())
