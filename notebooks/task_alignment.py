@@ -18,6 +18,7 @@ targets = ["gap", "dipole"]
 probes = None  # None: the scale's probes (book: ridge, the probe of every claim here; full: ridge, MLP, GBT)
 archs = None  # None: every architecture with both QM9 checkpoints in checkpoints/qm9/
 twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
+snapshots = None  # snapshots probed per training run, evenly spread with the first and the last (None: the scale's)
 
 # %% tags=["hide-input"]
 import pandas as pd
@@ -39,7 +40,8 @@ from cpd_core.paper import paper_value
 from cpd_core.plots import alignment_plot, evolution_plot, training_curves
 from cpd_core.report import glue, table
 
-n_molecules, probes = at_scale("task_alignment", scale, n_molecules=n_molecules, probes=probes)
+n_molecules, probes, snapshots = at_scale("task_alignment", scale, n_molecules=n_molecules, probes=probes,
+                                         snapshots=snapshots)
 archs = archs or trained_archs()
 
 # %% [markdown]
@@ -119,10 +121,11 @@ table(controls.pivot_table(index="model", columns="target", values="r2_geom", so
 # snapshot is probed like the final networks above: the same held-out molecules and folds, the block
 # chosen on inner folds, nested ridge R²_geom for the gap with its 95 % interval; the random-init twin
 # (seed 0) is the common start. Snapshot *i* of the gap run and of the U0 run trained equally long, so
-# their difference is a paired contrast.
+# their difference is a paired contrast. At `scale = "book"` three snapshots of each run are probed (the
+# first, one in the middle and the last), at `scale = "full"` all six.
 
 # %%
-evolution = training_evolution(evolution_archs(), n=n_molecules, seed=seed, device=device)
+evolution = training_evolution(evolution_archs(), n=n_molecules, seed=seed, device=device, snapshots=snapshots)
 evolution_plot(evolution)
 
 # %%

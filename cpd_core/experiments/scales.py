@@ -55,8 +55,8 @@ SCALES: dict[str, dict[str, dict]] = {
         "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp", "gbt"]},
     },
     "task_alignment": {  # the chapter's claims are ridge's; the nonlinear probes are shown beside them at full scale
-        "book": {"n_molecules": 500, "probes": ["ridge"]},
-        "full": {"n_molecules": ALL, "probes": ["ridge", "mlp", "gbt"]},
+        "book": {"n_molecules": 500, "probes": ["ridge"], "snapshots": 3},  # through training: first, middle, last
+        "full": {"n_molecules": ALL, "probes": ["ridge", "mlp", "gbt"], "snapshots": ALL},
     },
 }
 

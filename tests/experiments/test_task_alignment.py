@@ -128,6 +128,30 @@ def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatc
     assert len(left.containers) == 2 and len(right.containers) == 1  # error bars: two runs; one contrast
 
 
+def test_training_evolution_probes_a_spread_of_snapshots_keeping_their_numbers(tmp_path, monkeypatch):
+    """snapshots=2 of three: the first and the last, numbered 1 and 3 of 3 (fraction 1/3 and 1), paired as before."""
+    import importlib.util
+
+    if importlib.util.find_spec("qm9pack") is None:
+        pytest.skip("needs qm9pack")
+    from cpd_core.experiments.task_alignment import training_evolution
+
+    monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
+    hparams = {"hidden": 8, "num_layers": 2, "num_rbf": 6}
+    _snapshot_run(tmp_path, "painn", "gap", (1, 2, 5), hparams)
+    _snapshot_run(tmp_path, "painn", "U0", (3, 4, 6), hparams)
+    full = training_evolution(n=50, cv=3, device="cpu", root=tmp_path)
+    some = training_evolution(n=50, cv=3, device="cpu", root=tmp_path, snapshots=2)
+    assert sorted(set(some.points["snapshot"])) == [0, 1, 3] and list(some.contrasts["snapshot"]) == [1, 3]
+    assert list(some.contrasts["fraction of budget"]) == pytest.approx([1 / 3, 1.0])
+    kept = full.contrasts[full.contrasts["snapshot"].isin([1, 3])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(some.contrasts.reset_index(drop=True), kept)
+    assert some.growth.iloc[0]["growth"] == pytest.approx(full.growth.iloc[0]["growth"])
+    with pytest.raises(InputError, match="snapshots"):
+        training_evolution(n=50, cv=3, device="cpu", root=tmp_path, snapshots=0)
+
+
 def test_training_evolution_without_snapshots_says_how_to_get_them(tmp_path):
     from cpd_core.experiments.task_alignment import training_evolution
 
