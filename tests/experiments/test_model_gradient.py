@@ -90,6 +90,18 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     assert comparison["ours"].isna().sum() == 3  # so3lr, sevennet-0 and the MLP probe were not run here
 
 
+def test_nonlinear_probes_skip_the_twins_when_asked(qm9_loaded):
+    """nonlinear_twins=False: trees for the trained model only; the twin keeps its ridge rows and controls."""
+    kwargs = dict(n=80, probes=["ridge", "gbt"], cv=3, device="cpu", twin_seeds=(0,), targets=["gap"])
+    both = model_gradient(["ani2x", "ani2x-random"], **kwargs).summary
+    trained_only = model_gradient(["ani2x", "ani2x-random"], nonlinear_twins=False, **kwargs).summary
+    probes = lambda summary, model: set(summary[(summary["model"] == model) & ~summary["control"]]["probe"])
+    assert probes(both, "ani2x-random") == {"ridge", "gbt"} == probes(both, "ani2x")
+    assert probes(trained_only, "ani2x-random") == {"ridge"} and probes(trained_only, "ani2x") == {"ridge", "gbt"}
+    kept = both[both["probe"] == "ridge"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(trained_only[trained_only["probe"] == "ridge"].reset_index(drop=True), kept)
+
+
 def test_a_second_run_builds_no_network_scans_nothing_and_gives_the_same_numbers(qm9_loaded, monkeypatch):
     """Features, each model's cache key (its memo) and the block scans are cached by the first run."""
     import cpd_core.models as models
