@@ -18,6 +18,12 @@ import numpy as np
 
 from cpd_core.errors import InputError
 
+#: The QM9 targets the book's chapters probe on the models chapter's probe sets: the gap and the dipole
+#: everywhere, and the other scalar targets of the routing chapter. The first chapter to scan a model's
+#: blocks scans them all (:func:`~cpd_core.experiments.model_gradient.model_gradient`'s ``prescan``):
+#: the targets share each block's eigendecompositions, and the later chapters read the scans from the cache.
+SHARED_TARGETS = ("gap", "dipole", "homo", "lumo", "alpha")
+
 
 @dataclass
 class ProbeSet:
@@ -159,4 +165,4 @@ def chapter_sets(models: Sequence[str] | None = None, archs: Sequence[str] | Non
     return sets
 
 
-__all__ = ["ProbeSet", "chapter_sets", "probe_set"]
+__all__ = ["ProbeSet", "SHARED_TARGETS", "chapter_sets", "probe_set"]

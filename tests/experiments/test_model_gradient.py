@@ -119,6 +119,26 @@ def test_a_second_run_builds_no_network_scans_nothing_and_gives_the_same_numbers
     pd.testing.assert_frame_equal(again.scan, first.scan)
 
 
+def test_prescanned_targets_are_cached_for_later_chapters_but_not_reported(qm9_loaded, monkeypatch):
+    """prescan=("homo",): the summary has only gap; a later scan of HOMO on the same blocks computes nothing."""
+    import cpd_core.selection as selection
+    from cpd_core.experiments.probe_set import probe_set
+
+    kwargs = dict(n=80, probes=["ridge"], cv=3, device="cpu", twin_seeds=(0,), targets=["gap"], controls=False)
+    run = model_gradient(["ani2x"], prescan=("homo", "gap"), **kwargs)
+    assert set(run.summary["target"]) == {"gap"} and set(run.scan["target"]) == {"gap"}
+    ps = probe_set(["ani2x"], n=80, seed=0)
+    scans, real_scan = [], selection._scan_block
+    monkeypatch.setattr(selection, "_scan_block", lambda *call: scans.append(call) or real_scan(*call))
+    blocks = ps.blocks("ani2x", device="cpu")
+    homo = selection.scan_blocks(blocks, ps.C, ps.targets(["homo"]), cv=3, seed=0, cache=True)
+    assert scans == [] and homo.choose("homo").block in blocks
+    selection.scan_blocks(blocks, ps.C, ps.targets(["lumo"]), cv=3, seed=0, cache=True)
+    assert len(scans) == len(blocks)  # not prescanned: computed
+    with pytest.raises(InputError, match="target"):
+        model_gradient(["ani2x"], prescan=("colour",), **kwargs)
+
+
 @pytest.mark.skipif(not (shared_dir() / "models" / "matgl").exists(), reason="needs ../shared matgl checkpoints")
 def test_models_share_the_molecules_every_model_supports(qm9_loaded):
     n = 400
