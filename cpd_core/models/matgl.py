@@ -51,6 +51,10 @@ Random-initialisation twins rebuild the network from the checkpoint's own constr
 arguments (``model._init_args``, what matgl's ``IOMixIn`` saves in ``model.pt``) under
 ``torch.manual_seed(seed)``.
 
+SO3Net's convolutions run :func:`so3_convolution`, the same sum as matgl's ``SO3Convolution``
+contracted in another order (6x faster on a CPU, far less memory; equal to float round-off,
+``tests/models/test_matgl.py``).
+
 Caveat: under matgl 4.1.2 the SO3Net ANI-1x checkpoint reproduces ANI-1x energies
 (ωB97X/6-31G*) to 1 mHa, but the TensorNet and M3GNet ANI-1x checkpoints are 0.1–1 Ha
 off for small molecules (``tests/models/test_matgl.py`` records it). matgl loads them with
@@ -203,6 +207,56 @@ def _sh_blocks(x: torch.Tensor, prefix: str) -> dict:
     return out
 
 
+def so3_convolution(conv, x: torch.Tensor, radial_ij: torch.Tensor, dir_ij: torch.Tensor, cutoff_ij: torch.Tensor,
+                    idx_i: torch.Tensor, idx_j: torch.Tensor) -> torch.Tensor:
+    r"""matgl's ``SO3Convolution.forward`` (``conv``: the module, for its weights and Clebsch-Gordan table), contracted per :math:`l_1`.
+
+    matgl computes
+
+    .. math::
+
+        y_{i s f} = \sum_{j} \sum_{s_1 s_2} W_{l(s_1) f}(r_{ij})\, Y_{s_1}(\hat r_{ij})\,
+        C^{s}_{s_1 s_2}\, x_{j s_2 f}
+
+    by materialising one term per edge, non-zero coefficient :math:`C` and feature (an
+    :math:`E \times n_C \times F` array, 83 coefficients for :math:`l_\max = 2`). The same sum,
+    grouped by the degree :math:`l_1` of the filter,
+
+    .. math::
+
+        y_{i s f} = \sum_j \sum_{l_1} W_{l_1 f}(r_{ij}) \sum_{s_2} M^{(l_1)}_{s_2 s}(\hat r_{ij})\,
+        x_{j s_2 f}, \qquad M^{(l_1)}_{s_2 s} = \sum_{s_1 :\, l(s_1) = l_1} Y_{s_1} C^{s}_{s_1 s_2},
+
+    is a batched matrix product per edge with :math:`(l_\max + 1)^2`-square matrices: the
+    largest intermediate is :math:`E \times (l_\max + 1)^2 \times F`.
+    """
+    S, L = (conv.lmax + 1) ** 2, conv.lmax + 1
+    dense = getattr(conv, "_dense_cg", None)
+    if dense is None or dense.dtype != x.dtype or dense.device != x.device:
+        dense = torch.zeros(L, S, S, S, dtype=x.dtype, device=x.device)   # [l1, s1, s2, s]
+        dense.index_put_((conv.Widx, conv.idx_in_1, conv.idx_in_2, conv.idx_out), conv.clebsch_gordan.to(x.dtype),
+                         accumulate=True)
+        conv._dense_cg = dense
+    W = (conv.filternet(radial_ij) * cutoff_ij).reshape(-1, L, conv.n_atom_basis)   # [E, l1, F]
+    xj = x[idx_j]                                                                       # [E, s2, F]
+    M = torch.einsum("ea,labc->lecb", dir_ij, dense)                                    # [l1, E, s, s2]
+    y = sum(W[:, l, None, :] * torch.bmm(M[l], xj) for l in range(L))                   # [E, s, F]
+    return torch.zeros_like(x).index_add_(0, idx_i, y)
+
+
+def _fast_so3(module: torch.nn.Module) -> None:
+    """Make every matgl ``SO3Convolution`` in ``module`` run :func:`so3_convolution` (same weights, same sum)."""
+    from matgl.layers._so3 import SO3Convolution
+
+    class FastSO3Convolution(SO3Convolution):
+        def forward(self, x, radial_ij, dir_ij, cutoff_ij, idx_i, idx_j):
+            return so3_convolution(self, x, radial_ij, dir_ij, cutoff_ij, idx_i, idx_j)
+
+    for sub in module.modules():
+        if type(sub) is SO3Convolution:
+            sub.__class__ = FastSO3Convolution
+
+
 class MatGLFeaturizer(Featurizer):
     """Per-layer atom features of a matgl network (see the module docstring).
 
@@ -236,6 +290,8 @@ class MatGLFeaturizer(Featurizer):
         self.architecture = type(self.module).__name__
         if self.architecture not in ("M3GNet", "TensorNet", "SO3Net", "MEGNet"):
             raise InputError(f"no feature reader for matgl {self.architecture} (from {checkpoint})")
+        if self.architecture == "SO3Net":
+            _fast_so3(self.module)
         self.checkpoint = str(checkpoint)
         self.fidelity = int(fidelity)
         self.elements = tuple(Element(s).Z for s in self.module.element_types)

@@ -195,6 +195,29 @@ def test_batch_equals_one_at_a_time(name, mols):
 # --- known answers: matgl's own predictions -------------------------------------------------
 
 
+@pytest.mark.parametrize("lmax", [1, 2, 3])
+def test_so3_convolution_equals_matgls_sum(lmax):
+    """so3_convolution is matgl's SO3Convolution.forward contracted in another order: equal to round-off."""
+    pytest.importorskip("matgl")
+    from matgl.layers._so3 import SO3Convolution
+
+    from cpd_core.models.matgl import _fast_so3, so3_convolution
+
+    torch.manual_seed(lmax)
+    conv = SO3Convolution(lmax, n_atom_basis=8, n_radial=5).double()
+    n_atoms, n_edges, S = 7, 30, (lmax + 1) ** 2
+    args = (torch.randn(n_atoms, S, 8, dtype=torch.float64), torch.randn(n_edges, 5, dtype=torch.float64),
+            torch.randn(n_edges, S, dtype=torch.float64), torch.rand(n_edges, 1, dtype=torch.float64),
+            torch.randint(0, n_atoms, (n_edges,)), torch.randint(0, n_atoms, (n_edges,)))
+    expected = conv(*args)
+    torch.testing.assert_close(so3_convolution(conv, *args), expected, rtol=1e-12, atol=1e-12)
+    holder = torch.nn.Sequential(conv)
+    _fast_so3(holder)
+    assert type(conv).__name__ == "FastSO3Convolution" and isinstance(conv, SO3Convolution)
+    torch.testing.assert_close(holder[0](*args), expected, rtol=1e-12, atol=1e-12)
+    assert set(conv.state_dict()) == set(SO3Convolution(lmax, 8, 5).state_dict())  # same weights, nothing added
+
+
 @pytest.mark.parametrize("name", _models(["tensornet-ani1x", "so3net-ani1x", "m3gnet-ani1x"]))
 def test_energy_equals_matgl_pes_calculator(name, mols):
     import matgl.ext.ase as mase
