@@ -282,8 +282,12 @@ def _run_blocks(calls: list[tuple], cache: bool = False) -> list:
     if jobs <= 1 or sum(call[0].size for _, call in todo) < PARALLEL_MIN_VALUES:
         computed = [_scan_block(*call) for _, call in todo]
     else:
+        import warnings
+
         from joblib import Parallel, delayed
 
+        # as in cpd_core.decomposition.run_folds: loky's note that it replaced a worker is no error
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
         computed = Parallel(n_jobs=jobs, backend="loky")(delayed(_scan_block)(*call) for _, call in todo)
     for (i, _), out in zip(todo, computed):
         for t, value in out.items():

@@ -15,7 +15,6 @@ targets = ["gap", "dipole"]
 probes = ["ridge", "mlp", "gbt"]
 models = None  # None: the scale's set of offline models without a caveat (model_gradient.default_models), or a list
 twin_seeds = [0, 1, 2]  # random-init twins are drawn with each seed
-nonlinear_twins = None  # MLP and trees on the twins (first seed) too; None: the scale's (book: ridge only)
 
 # %% tags=["hide-input"]
 import pandas as pd
@@ -35,8 +34,7 @@ from cpd_core.models import model_table
 from cpd_core.plots import gradient_plot
 from cpd_core.report import glue, table
 
-n_molecules, models, nonlinear_twins = at_scale("model_gradient", scale, n_molecules=n_molecules, models=models,
-                                                nonlinear_twins=nonlinear_twins)
+n_molecules, models = at_scale("model_gradient", scale, n_molecules=n_molecules, models=models)
 
 # %% [markdown]
 # ## The models
@@ -61,14 +59,15 @@ table(cards[["model", "family", "status", "training data", "domain", "stands in 
 # For each model and target, the most informative block (layer × irrep × invariant) is chosen on
 # inner folds of each training fold and scored on the held-out fold (`cpd_core.best_block`: nested,
 # so the score carries no winner's curse); the MLP and gradient-boosted trees run on each outer
-# fold's chosen block (of the random-init twins, only at `scale = "full"`: no claim here rests on them). `block` is the block chosen most often, `chosen` how the five choices went,
+# fold's chosen block (of the random-init twins, on their first seed: the control of the trained model's
+# MLP and trees). `block` is the block chosen most often, `chosen` how the five choices went,
 # and *naive R²_geom* the maximum over blocks of the outer scores (biased upwards; shown only for
 # comparison). Every R² has its 95 % interval in brackets (bootstrap over held-out molecules).
 # Every model sees the same molecules: those whose elements all the models support.
 
 # %% tags=["scroll-output"]
 run = model_gradient(run_here, n=n_molecules, seed=seed, targets=targets, probes=probes, device=device,
-                     twin_seeds=twin_seeds, nonlinear_twins=nonlinear_twins)
+                     twin_seeds=twin_seeds)
 summary = run.summary
 main = summary[~summary["control"] & (summary["seed"] == 0)]
 order = family_order(summary)
@@ -173,5 +172,6 @@ for name, value in gradient_facts(run, n_seeds=len(twin_seeds)).items():
 #   and +0.784). These are different networks and a much smaller sample than the paper's; the numbers
 #   are comparable in kind, not in value.
 # - **Trees.** Gradient-boosted trees score {glue:text}`gbt_min`–{glue:text}`gbt_max` across the
-#   trained models; after the method chapter's control, these are upper bounds inflated by composition read
+#   trained models, and {glue:text}`gbt_twin_min`–{glue:text}`gbt_twin_max` on their random-init twins
+#   (seed 0); after the method chapter's control, these are upper bounds inflated by composition read
 #   back through nonlinear remnants, not measures of geometry.

@@ -180,9 +180,9 @@ def model_gradient(models: Sequence[str] | None = None, n: int | None = 1000, se
     (e.g. without fluorine when a model covers H, C, N, O only). For each model and target the
     block is chosen on inner folds (:func:`cpd_core.best_block`), ridge is scored nested, and
     the other probes run on each outer fold's chosen block. Random-init twins are drawn with each
-    of ``twin_seeds`` (nonlinear probes on the first seed only, and not at all without
-    ``nonlinear_twins``: no claim of the models chapter rests on a twin's MLP or trees, and on a CPU
-    they cost as much as the trained models'). With ``controls``, the control
+    of ``twin_seeds`` (nonlinear probes on the first seed only, the control of the trained model's;
+    not at all with ``nonlinear_twins=False``, which saves their cost when no claim needs them).
+    With ``controls``, the control
     targets of :func:`~cpd_core.experiments.controls.control_targets` (mass, mass/atom, the first
     target shuffled) are probed with ridge for every model (first seed of a twin).
 
@@ -376,6 +376,7 @@ def gradient_facts(run: GradientRun, n_seeds: int) -> dict:
     trained_gap = ridge_gap[ridge_gap["status"] != "random-init"]
     twin_gap = ridge_gap[ridge_gap["status"] == "random-init"]["r2_geom"]
     gbt = main[(main["probe"] == "gbt") & (main["status"] != "random-init")]["r2_geom"]
+    gbt_twin = main[(main["probe"] == "gbt") & (main["status"] == "random-init")]["r2_geom"]
     ctrl = controls_table(summary)
     learned = twin_gaps(run)
     gap_learned = learned[learned["target"] == "gap"]
@@ -402,6 +403,8 @@ def gradient_facts(run: GradientRun, n_seeds: int) -> dict:
         "ani2x_mlp": _score_text(_ours(summary, 'ani2x', 'mlp')),
         "gbt_min": f"{gbt.min():.2f}" if len(gbt) else "n/a",
         "gbt_max": f"{gbt.max():.2f}" if len(gbt) else "n/a",
+        "gbt_twin_min": f"{gbt_twin.min():.2f}" if len(gbt_twin) else "n/a",
+        "gbt_twin_max": f"{gbt_twin.max():.2f}" if len(gbt_twin) else "n/a",
         "mass_max": f"{ctrl['r2_geom mass (control)'].max():.3f}",
         "mpa_min": f"{ctrl['r2_geom mass/atom (control)'].min():.2f}",
         "mpa_max": f"{ctrl['r2_geom mass/atom (control)'].max():.2f}",

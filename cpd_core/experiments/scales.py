@@ -34,8 +34,8 @@ SCALES: dict[str, dict[str, dict]] = {
         "full": {"n_molecules": ALL},
     },
     "model_gradient": {  # models: a named set of cpd_core.experiments.model_gradient.default_models
-        "book": {"n_molecules": 500, "models": "with-partner", "nonlinear_twins": False},  # twins: ridge only
-        "full": {"n_molecules": ALL, "models": "offline", "nonlinear_twins": True},
+        "book": {"n_molecules": 500, "models": "with-partner"},
+        "full": {"n_molecules": ALL, "models": "offline"},
     },
     "layer_profiles": {  # the models chapter's models and molecules (its cached features and scans)
         "book": {"n_molecules": 500, "models": "with-partner"},

@@ -82,7 +82,7 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     assert facts["n_mol"] == 120 and facts["n_models"] == 2 and facts["n_twins"] == 1 and facts["n_seeds"] == 2
     assert facts["best_model"] == facts["worst_model"] == "ani2x" and facts["twin_best_model"] == "ani2x-random"
     assert facts["best_gap"].startswith(f"{pick(summary, 'ani2x', 'gap', 'ridge'):.3f} [")
-    assert facts["ani2x_mlp"] == facts["so3lr_gap"] == "not run here" and facts["gbt_min"] == "n/a"
+    assert facts["ani2x_mlp"] == facts["so3lr_gap"] == "not run here" and facts["gbt_min"] == facts["gbt_twin_min"] == "n/a"
     assert facts["n_equivariant"] == 0 and facts["dropped"].startswith("none left out")
     assert facts["learned_n"] == 1 and facts["best_vs_worst"]  # a sentence, even for one model against itself
     comparison = paper_comparison(summary).set_index("our model")
@@ -93,7 +93,11 @@ def test_gradient_on_a_small_subset(qm9_loaded):
 def test_nonlinear_probes_skip_the_twins_when_asked(qm9_loaded):
     """nonlinear_twins=False: trees for the trained model only; the twin keeps its ridge rows and controls."""
     kwargs = dict(n=80, probes=["ridge", "gbt"], cv=3, device="cpu", twin_seeds=(0,), targets=["gap"])
-    both = model_gradient(["ani2x", "ani2x-random"], **kwargs).summary
+    run = model_gradient(["ani2x", "ani2x-random"], **kwargs)
+    both = run.summary
+    facts = gradient_facts(run, n_seeds=1)  # trees' range: trained models, and their twins beside them
+    assert facts["gbt_min"] == facts["gbt_max"] == f"{pick(both, 'ani2x', 'gap', 'gbt'):.2f}"
+    assert facts["gbt_twin_min"] == f"{pick(both, 'ani2x-random', 'gap', 'gbt'):.2f}"
     trained_only = model_gradient(["ani2x", "ani2x-random"], nonlinear_twins=False, **kwargs).summary
     probes = lambda summary, model: set(summary[(summary["model"] == model) & ~summary["control"]]["probe"])
     assert probes(both, "ani2x-random") == {"ridge", "gbt"} == probes(both, "ani2x")
