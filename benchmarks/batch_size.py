@@ -5,7 +5,8 @@ On a CPU, large batches of molecular graphs spill the caches (every model's per-
 grow with the batch): the default batch size per device kind (``cpd_core.extract.BATCH_SIZE``)
 comes from this table. Measured on the project's 2-core CPU, 200 molecules, seconds
 (256 / 64 / 16): SO3Net 17.3 / 12.6 / 10.4, SevenNet-0 8.0 / 6.3 / 5.2, CHGNet 6.5 / 4.6 / 4.2,
-DimeNet++ 3.8 / 3.4 / 2.2, ViSNet 3.0 / 2.3 / 1.6.
+DimeNet++ 3.8 / 3.4 / 2.2, ViSNet 3.0 / 2.3 / 1.6 (SO3Net with matgl's own convolution: cpd_core's
+contraction, since 2026-12-04, is 5-6x faster, ``benchmarks/so3_convolution.py``).
 
     python benchmarks/batch_size.py --n 200 --models so3net-ani1x sevennet-0 --batch-sizes 256 64 16
 """
