@@ -92,19 +92,24 @@ def _snapshot_run(root, arch, target, seeds, hparams):
          snapshots={s["file"]: net.state_dict() for s, net in zip(snaps, nets)})
 
 
-def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatch):
-    """Every snapshot probed on the same held-out molecules; snapshot i of gap vs of U0 is one paired contrast."""
+def _painn_runs(tmp_path, monkeypatch, gap_seeds, u0_seeds):
+    """Gap and U0 PaiNN runs with one snapshot per seed under ``tmp_path`` (checkpoints and cache pointed there)."""
     import importlib.util
 
     if importlib.util.find_spec("qm9pack") is None:
         pytest.skip("needs qm9pack")
-    from cpd_core.experiments.task_alignment import evolution_archs, training_evolution
-
     monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
     monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
     hparams = {"hidden": 8, "num_layers": 2, "num_rbf": 6}
-    _snapshot_run(tmp_path, "painn", "gap", (1, 2), hparams)
-    _snapshot_run(tmp_path, "painn", "U0", (3, 4), hparams)
+    _snapshot_run(tmp_path, "painn", "gap", gap_seeds, hparams)
+    _snapshot_run(tmp_path, "painn", "U0", u0_seeds, hparams)
+
+
+def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatch):
+    """Every snapshot probed on the same held-out molecules; snapshot i of gap vs of U0 is one paired contrast."""
+    from cpd_core.experiments.task_alignment import evolution_archs, training_evolution
+
+    _painn_runs(tmp_path, monkeypatch, (1, 2), (3, 4))
     assert evolution_archs(tmp_path) == ["painn"]
     run = training_evolution(n=50, cv=3, device="cpu", root=tmp_path)
     points = run.points.set_index(["trained on", "snapshot"])
@@ -130,17 +135,9 @@ def test_training_evolution_pairs_snapshots_at_equal_budget(tmp_path, monkeypatc
 
 def test_training_evolution_probes_a_spread_of_snapshots_keeping_their_numbers(tmp_path, monkeypatch):
     """snapshots=2 of three: the first and the last, numbered 1 and 3 of 3 (fraction 1/3 and 1), paired as before."""
-    import importlib.util
-
-    if importlib.util.find_spec("qm9pack") is None:
-        pytest.skip("needs qm9pack")
     from cpd_core.experiments.task_alignment import training_evolution
 
-    monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path))
-    monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
-    hparams = {"hidden": 8, "num_layers": 2, "num_rbf": 6}
-    _snapshot_run(tmp_path, "painn", "gap", (1, 2, 5), hparams)
-    _snapshot_run(tmp_path, "painn", "U0", (3, 4, 6), hparams)
+    _painn_runs(tmp_path, monkeypatch, (1, 2, 5), (3, 4, 6))
     full = training_evolution(n=50, cv=3, device="cpu", root=tmp_path)
     some = training_evolution(n=50, cv=3, device="cpu", root=tmp_path, snapshots=2)
     assert sorted(set(some.points["snapshot"])) == [0, 1, 3] and list(some.contrasts["snapshot"]) == [1, 3]
