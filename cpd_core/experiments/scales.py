@@ -54,6 +54,18 @@ SCALES: dict[str, dict[str, dict]] = {
                  "probes": ["ridge", "gbt"]},
         "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp", "gbt"]},
     },
+    "sample_efficiency": {  # the models chapter's probe sets; probes' training rows subsampled on a log grid
+        "book": {"n_molecules": 500, "models": "with-partner", "probes": ["ridge"]},
+        "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp"]},
+    },
+    "isomers": {  # same-formula families of QM9's held-out test split (networks trained here never saw them)
+        "book": {"n_molecules": 300, "families": 1, "models": "book-isomers"},
+        "full": {"n_molecules": ALL, "families": 5, "models": "all"},
+    },
+    "probe_sensitivity": {  # each model's gap block of the models chapter (read from its cached scan)
+        "book": {"n_molecules": 500, "models": "with-partner"},
+        "full": {"n_molecules": ALL, "models": "offline"},
+    },
     "task_alignment": {  # the chapter's claims are ridge's; the nonlinear probes are shown beside them at full scale
         "book": {"n_molecules": 500, "probes": ["ridge"], "snapshots": 3},  # through training: first, middle, last
         "full": {"n_molecules": ALL, "probes": ["ridge", "mlp", "gbt"], "snapshots": ALL},
