@@ -297,17 +297,23 @@ def _run_blocks(calls: list[tuple], cache: bool = False) -> list:
     return [{t: result[t] for t in call[2]} for result, call in zip(found, calls)]
 
 
+#: The modules a block scan's numbers depend on (what :func:`_scan_block` computes with, directly or not):
+#: an edit to any other module of ``cpd_core`` (a chapter, the scorecard, a loader) keeps the cached scans.
+SCAN_MODULES = ("selection.py", "ridge.py", "decomposition.py", "projection.py", "probes.py", "intervals.py",
+                "cache.py", "errors.py")
+
+
 @functools.lru_cache(maxsize=1)
 def _code_version() -> str:
-    """Hash of the CPD core's source (every module directly in ``cpd_core/``) and of numpy's and scipy's versions,
+    """Hash of the modules a scan depends on (:data:`SCAN_MODULES`) and of numpy's and scipy's versions,
     read once per process (the code a process runs is the code it imported)."""
     import scipy
 
     root = Path(__file__).resolve().parent
     h = hashlib.sha256(f"numpy {np.__version__} scipy {scipy.__version__}".encode())
-    for path in sorted(root.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    for name in SCAN_MODULES:
+        h.update(name.encode())
+        h.update((root / name).read_bytes())
     return h.hexdigest()
 
 

@@ -224,3 +224,26 @@ def test_a_broken_cache_file_is_recomputed(tmp_path, monkeypatch):
     again = scan_blocks(blocks, C, {"y": y}, cv=4, seed=0, cache=True)
     _assert_same_scan(again, ref, ["y"], blocks)
     assert len(_scans(tmp_path)) == 2
+
+
+def test_the_scan_cache_key_covers_every_module_a_scan_imports():
+    """The code hash of the scan cache (selection.SCAN_MODULES) must follow every cpd_core import of those
+    modules, transitively: a module left out could change a scan's numbers without invalidating the cache."""
+    import ast
+    from pathlib import Path
+
+    from cpd_core import selection
+
+    root = Path(selection.__file__).resolve().parent
+    todo, seen = ["selection.py"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((root / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cpd_core."):
+                parts = node.module.split(".")
+                if len(parts) == 2 and (root / f"{parts[1]}.py").exists():
+                    todo.append(f"{parts[1]}.py")
+    assert seen <= set(selection.SCAN_MODULES), sorted(seen - set(selection.SCAN_MODULES))
