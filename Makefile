@@ -109,6 +109,13 @@ build/notebooks/%.ipynb: build/jupytext/%.ipynb build/notebook-inputs.txt requir
 
 notebooks: $(EXECUTED)
 
+# The scorecard reads what every other chapter recorded (cpd_core/scorecard.py): it runs after them all,
+# and the front page's summary figure and findings (build/front/) come from its executed notebook.
+build/notebooks/scorecard.ipynb: $(filter-out build/notebooks/scorecard.ipynb,$(EXECUTED))
+
+build/front/findings.md: $(EXECUTED) | $(VENV_DONE)
+	$(BIN)/python -m cpd_core.scorecard front build/notebooks build/front
+
 # --- editions: every chapter executed at a scale into editions/NAME/ with a manifest (cpd_core/editions.py)
 edition: $(CONVERTED) | $(VENV_DONE)
 	@test -n "$(NAME)" || { echo "usage: make edition NAME=... [SCALE=book|full] [NB_PARAMS='-p KEY VALUE ...'] [CHAPTERS='a b']" >&2; exit 2; }
@@ -159,7 +166,7 @@ book: _build/html/.built
 
 # A full rebuild (--all) whenever an input changed: an incremental Sphinx build does not
 # repeat the warnings of pages it does not re-read, and warnings are errors here.
-_build/html/.built: $(EXECUTED) build/provenance.md $(BOOK_FILES) $(MATHJAX_DONE) | $(VENV_DONE)
+_build/html/.built: $(EXECUTED) build/provenance.md build/front/findings.md $(BOOK_FILES) $(MATHJAX_DONE) | $(VENV_DONE)
 	@mkdir -p build
 	@rm -f $@
 	@echo "jupyter-book build . --all -W -n --keep-going (log: build/jupyter-book.log)"

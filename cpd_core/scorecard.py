@@ -56,7 +56,8 @@ class Measurement:
     reason: str = ""
 
     def as_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        return {k: (None if math.isnan(v) else round(v, 4)) if isinstance(v, float) else v
+                for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Measurement":
@@ -64,9 +65,10 @@ class Measurement:
         return cls(**d)
 
 
-def record(chapter: str, measurements) -> list[Measurement]:
-    """Glue ``measurements`` into the executing notebook as ``scorecard_<chapter>`` (hidden); returns them.
+def record(chapter: str, measurements, scale: str = "") -> None:
+    """Glue ``measurements`` into the executing notebook as ``scorecard_<chapter>`` (hidden; nothing is displayed).
 
+    ``scale`` is the chapter's named scale (``"book"``, ``"full"``), shown beside each number.
     Raises :class:`~cpd_core.errors.InputError` for a claim key that :data:`CLAIMS` does not know.
     """
     from cpd_core.report import glue
@@ -75,12 +77,11 @@ def record(chapter: str, measurements) -> list[Measurement]:
     unknown = [m.claim for m in measurements if m.claim not in CLAIMS]
     if unknown:
         raise InputError(f"unknown scorecard claim(s) {unknown}; claims: {sorted(CLAIMS)}")
-    glue(PREFIX + chapter, json.dumps([m.as_dict() for m in measurements]))
-    return measurements
+    glue(PREFIX + chapter, json.dumps({"scale": scale, "measurements": [m.as_dict() for m in measurements]}))
 
 
-def read_measurements(notebook) -> dict[str, list[Measurement]]:
-    """Chapter → its recorded measurements, from one executed notebook (``{}`` if it recorded none)."""
+def read_measurements(notebook) -> dict[str, tuple[str, list[Measurement]]]:
+    """Chapter → (its scale, its recorded measurements), from one executed notebook (``{}`` if it recorded none)."""
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
@@ -90,10 +91,12 @@ def read_measurements(notebook) -> dict[str, list[Measurement]]:
             name = out.get("metadata", {}).get("scrapbook", {}).get("name", "")
             if not name.startswith(PREFIX):
                 continue
-            text = out.get("data", {}).get("text/plain", "")
+            meta = out["metadata"]["scrapbook"]
+            text = out.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain", "")
             text = "".join(text) if isinstance(text, list) else text
             payload = json.loads(ast.literal_eval(text))
-            found[name[len(PREFIX):]] = [Measurement.from_dict(d) for d in payload]
+            found[name[len(PREFIX):]] = (payload.get("scale", ""),
+                                         [Measurement.from_dict(d) for d in payload["measurements"]])
     return found
 
 
@@ -172,3 +175,301 @@ CLAIMS.update(_claims(
     Claim("isomer_composition_chance", "v2", "same-formula isomers: composition alone at chance", 0.5, kind="null",
           ref=0.5, chapter="isomers"),
 ))
+
+
+# --- verdicts ------------------------------------------------------------------------------------------
+
+#: The verdicts, best first.
+VERDICTS = ("reproduced", "reproduced in direction only", "not reproduced", "not comparable")
+
+
+def _side(x: float, ref: float) -> int:
+    return 0 if math.isnan(x) else (1 if x > ref else -1 if x < ref else 0)
+
+
+def direction(claim: Claim, m: Measurement) -> str:
+    """Whether our interval agrees with the direction the paper states: ``"agrees"``, ``"opposite"``, or
+    ``"not resolved"`` (our interval includes the reference)."""
+    if claim.kind == "null":
+        return "agrees" if m.lo <= claim.ref <= m.hi else "opposite"
+    if claim.kind == "range":
+        paper_side = _side(min(claim.paper), claim.ref) if _side(min(claim.paper), claim.ref) == \
+            _side(max(claim.paper), claim.ref) else 0
+        lo_side, hi_side = _side(m.lo, claim.ref), _side(m.hi, claim.ref)
+        if lo_side != hi_side or lo_side == 0:
+            return "not resolved"
+        return "agrees" if lo_side == paper_side else "opposite"
+    want = 1 if claim.paper == "+" else -1 if claim.paper == "-" else _side(float(claim.paper), claim.ref)
+    lo_side, hi_side = _side(m.lo, claim.ref), _side(m.hi, claim.ref)
+    if lo_side != hi_side or lo_side == 0:
+        return "not resolved"
+    return "agrees" if lo_side == want else "opposite"
+
+
+def verdict(claim: Claim, m: Measurement | None) -> tuple[str, str]:
+    """The verdict on ``claim`` from measurement ``m`` and why, computed from the numbers alone.
+
+    ``value``: *reproduced* when our 95 % interval contains the paper's number; *in direction only* when it
+    does not but lies on the same side of ``claim.ref``; else *not reproduced*. ``range``: reproduced when our
+    range over models overlaps the paper's. ``null``: reproduced when our interval contains ``ref``. ``sign``
+    (the paper states a direction, no number): reproduced when our interval lies on that side of ``ref``.
+    A measurement that is not the paper's quantity (``comparable=False``), or none, is *not comparable*.
+
+    Examples
+    --------
+    >>> c = Claim("x", "v1", "an R²", 0.78)
+    >>> verdict(c, Measurement("x", 0.75, 0.70, 0.80))[0]
+    'reproduced'
+    >>> verdict(c, Measurement("x", 0.40, 0.30, 0.50))[0]
+    'reproduced in direction only'
+    >>> verdict(c, Measurement("x", -0.10, -0.20, 0.05))[0]
+    'not reproduced'
+    >>> verdict(c, Measurement("x", 0.75, 0.70, 0.80, comparable=False, reason="stand-in"))
+    ('not comparable', 'stand-in')
+    """
+    if m is None:
+        return "not comparable", claim.extra.get("unavailable", "not measured in this build")
+    if not m.comparable:
+        return "not comparable", m.reason
+    if any(math.isnan(x) for x in (m.value, m.lo, m.hi)):
+        return "not comparable", "no interval"
+    d = direction(claim, m)
+    if claim.kind == "value":
+        if m.lo <= claim.paper <= m.hi:
+            return "reproduced", "the paper's number lies inside our 95 % interval"
+        if d == "agrees":
+            return "reproduced in direction only", "our interval excludes the paper's number, on the same side of " \
+                                                    f"{claim.ref:g}"
+        return "not reproduced", ("our interval lies on the other side of "
+                                  f"{claim.ref:g}" if d == "opposite" else
+                                  "our interval excludes the paper's number and is not resolved from "
+                                  f"{claim.ref:g} at this scale")
+    if claim.kind == "range":
+        a, b = claim.paper
+        if m.lo <= b and a <= m.hi:
+            return "reproduced", "our range over models overlaps the paper's"
+        if d == "agrees":
+            return "reproduced in direction only", "our range does not overlap the paper's; same side of " \
+                                                    f"{claim.ref:g}"
+        return "not reproduced", "our range does not overlap the paper's"
+    if claim.kind == "null":
+        if d == "agrees":
+            return "reproduced", f"our interval includes {claim.ref:g}"
+        return "not reproduced", f"our interval excludes {claim.ref:g}"
+    if claim.kind == "sign":
+        if d == "agrees":
+            return "reproduced", f"our interval lies on the stated side of {claim.ref:g}"
+        if d == "opposite":
+            return "not reproduced", f"our interval lies on the other side of {claim.ref:g}"
+        return "not reproduced", f"not resolved at this scale: our interval includes {claim.ref:g}"
+    raise InputError(f"unknown claim kind {claim.kind!r}")
+
+
+# --- the scorecard ------------------------------------------------------------------------------------
+
+def collect(folder) -> dict[str, tuple[str, list[Measurement]]]:
+    """Chapter → (scale, measurements) from every executed notebook ``*.ipynb`` in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"no folder of executed chapters at {folder}")
+    found = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        if path.name.endswith(".partial.ipynb"):
+            continue
+        found.update(read_measurements(path))
+    return found
+
+
+def source_folder(preferred=None, chapters=None) -> Path:
+    """Where the executed chapters are read from: ``preferred`` if given; else ``build/notebooks`` when it holds
+    every chapter of ``chapters`` (default: those the claims name that have a notebook), else the stored
+    references ``tests/notebooks`` (what ``make test`` re-executes the scorecard against)."""
+    if preferred is not None:
+        return Path(preferred)
+    root = Path(__file__).resolve().parent.parent
+    chapters = chapters if chapters is not None else sorted(
+        {c.chapter for c in CLAIMS.values() if (root / "notebooks" / f"{c.chapter}.py").exists()})
+    built = root / "build" / "notebooks"
+    if built.is_dir() and all((built / f"{c}.ipynb").exists() for c in chapters):
+        return built
+    return root / "tests" / "notebooks"
+
+
+def scorecard(found: dict) -> "pd.DataFrame":
+    """One row per (claim, measurement), in :data:`CLAIMS` order: the paper's number, ours with its interval,
+    the scale and n, what was measured, the verdict and why, and whether the direction agrees.
+
+    A claim without a measurement gets one row (*not comparable*, with the reason: its chapter was not run,
+    or the model is not available offline).
+    """
+    import pandas as pd
+
+    by_claim: dict[str, list] = {}
+    for chapter, (scale, ms) in found.items():
+        for m in ms:
+            by_claim.setdefault(m.claim, []).append((chapter, scale, m))
+    rows = []
+    for key, claim in CLAIMS.items():
+        entries = by_claim.get(key) or [(claim.chapter, "", None)]
+        for chapter, scale, m in entries:
+            v, why = verdict(claim, m)
+            if m is not None and m.comparable and m.reason:
+                why = f"{why} ({m.reason})"
+            paper = claim.paper
+            rows.append({
+                "claim": key, "version": claim.version, "statement": claim.statement, "chapter": chapter,
+                "paper": (f"{paper[0]:g}–{paper[1]:g}" if isinstance(paper, tuple) else
+                          "positive" if paper == "+" else f"{paper:+.3g}" if claim.kind != "null" else f"≈ {paper:g}"),
+                "ours": math.nan if m is None else m.value, "lo": math.nan if m is None else m.lo,
+                "hi": math.nan if m is None else m.hi, "range": claim.kind == "range",
+                "n": None if m is None or not m.n else int(m.n), "scale": scale or "",
+                "what": "" if m is None else m.what, "verdict": v, "why": why,
+                "direction": "" if m is None or any(math.isnan(x) for x in (m.lo, m.hi)) else direction(claim, m),
+            })
+    return pd.DataFrame(rows)
+
+
+def verdict_counts(card) -> dict[str, int]:
+    """Verdict → how many claims (each claim counted once, by its best measurement's verdict)."""
+    best = card.assign(rank=card["verdict"].map(VERDICTS.index)).groupby("claim")["rank"].min()
+    return {v: int((best == i).sum()) for i, v in enumerate(VERDICTS)}
+
+
+def display_table(card):
+    """The scorecard as the page shows it: ours as "value [lo, hi]" (a range as "lo–hi")."""
+    def ours(r):
+        if math.isnan(r["ours"]):
+            return "—"
+        if r["range"]:
+            return f"{r['lo']:.2f}–{r['hi']:.2f}"
+        if math.isnan(r["lo"]):
+            return f"{r['ours']:+.3f}"
+        return f"{r['ours']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+
+    out = card.assign(ours=card.apply(ours, axis=1),
+                      n=card["n"].map(lambda v: "" if v is None or v != v else f"{int(v):,}"))
+    return out[["version", "statement", "paper", "ours", "n", "scale", "what", "verdict", "why", "direction"]]
+
+
+def scorecard_plot(card, floor: float = -1.0):
+    """Ours (points, 95 % intervals as error bars) against the paper's number (diamond) for every claim that has
+    both; colour: the verdict. The summary figure of the front page."""
+    import matplotlib.pyplot as plt
+
+    colours = {"reproduced": "tab:green", "reproduced in direction only": "tab:orange",
+               "not reproduced": "tab:red", "not comparable": "tab:gray"}
+    rows = card[~card["ours"].isna()].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(rows) + 1.2))
+    for i, r in rows.iloc[::-1].reset_index(drop=True).iterrows():
+        claim = CLAIMS[r["claim"]]
+        c = colours[r["verdict"]]
+        lo, hi = max(r["lo"], floor), max(r["hi"], floor)
+        if r["range"]:
+            ax.plot([lo, hi], [i, i], color=c, lw=5, alpha=0.6, solid_capstyle="butt")
+        else:
+            ax.errorbar(max(r["ours"], floor), i, xerr=[[max(r["ours"], floor) - lo], [hi - max(r["ours"], floor)]],
+                        fmt="o", color=c, capsize=3)
+        p = claim.paper
+        if isinstance(p, tuple):
+            ax.plot(p, [i + 0.22, i + 0.22], color="k", lw=1.5)
+        elif isinstance(p, (int, float)):
+            ax.plot(max(p, floor), i + 0.22, "D", color="k", ms=4)
+    labels = [f"{r['claim']} ({r['what'][:38]})" for _, r in rows.iloc[::-1].iterrows()]
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("our value, 95 % interval (colour: verdict); the paper's value or range in black")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in colours.items()]
+    handles.append(plt.Line2D([], [], marker="D", ls="", color="k", label="paper"))
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.set_xlim(left=floor - 0.05)
+    fig.tight_layout()
+    return fig
+
+
+
+# --- the front page --------------------------------------------------------------------------------------
+
+def _title(notebook: Path) -> str:
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return notebook.stem
+
+
+def _glued_png(notebook: Path, name: str) -> bytes | None:
+    import base64
+
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook", {})
+            key = meta.get("mime_prefix", "") + "image/png"
+            if meta.get("name") == name and key in out.get("data", {}):
+                return base64.b64decode(out["data"][key])
+    return None
+
+
+def front_page(folder, out) -> Path:
+    """Write the front page's generated parts into ``out``: ``summary.png`` (the scorecard's figure, as glued by
+    its executed notebook) and ``findings.md`` (the main findings with their verdicts, and every chapter's
+    status), both from the executed chapters in ``folder``. Returns the markdown file."""
+    folder, out = Path(folder), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = _glued_png(folder / "scorecard.ipynb", "summary_figure") if (folder / "scorecard.ipynb").exists() else None
+    if png is None:
+        raise InputError(f"{folder / 'scorecard.ipynb'} holds no summary figure: execute the scorecard chapter first")
+    (out / "summary.png").write_bytes(png)
+    found = collect(folder)
+    card = scorecard(found)
+    shown = display_table(card)
+    lines = ["| claim (paper version) | paper | ours [95 % interval] | n | verdict |", "|---|---|---|---|---|"]
+    for (_, r), (_, raw) in zip(shown.iterrows(), card.iterrows()):
+        lines.append(f"| {r['statement']} ({r['version']}) | {r['paper']} | {r['ours']} | {r['n']} | "
+                     f"{r['verdict']}{' (' + raw['why'] + ')' if raw['verdict'] == 'not comparable' else ''} |")
+    counts = verdict_counts(card)
+    lines += ["", "Of the paper's " + f"{card['claim'].nunique()} abstract claims (each counted once, by its best "
+              "measurement): " + ", ".join(f"{k} {v}" for v, k in ((v, counts[v]) for v in VERDICTS)) + ".", "",
+              "| chapter | scale | claims measured here | verdicts |", "|---|---|---|---|"]
+    root = Path(__file__).resolve().parent.parent
+    names = [n.strip().split("/")[-1] for n in (root / "_toc.yml").read_text().split("file: ")[1:]]
+    for name in [n.split()[0] for n in names if n.split()]:
+        nb = folder / f"{name}.ipynb"
+        if not nb.exists() or name == "scorecard":
+            continue
+        scale, ms = found.get(name, ("", []))
+        mine = card[card["chapter"] == name]
+        verdicts = mine["verdict"].value_counts()
+        lines.append(f"| {{doc}}`{_title(nb)} <../build/notebooks/{name}>` | {scale or '—'} | "
+                     f"{', '.join(dict.fromkeys(m.claim for m in ms)) or '—'} | "
+                     f"{'; '.join(f'{k} {v}' for v, k in verdicts.items()) or '—'} |")
+    md = out / "findings.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cpd_core.scorecard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    front = sub.add_parser("front", help="write the front page's summary figure and findings")
+    front.add_argument("folder", help="folder of executed chapter notebooks (build/notebooks)")
+    front.add_argument("out", help="output folder (build/front)")
+    args = parser.parse_args(argv)
+    print(front_page(args.folder, args.out))
+    return 0
+
+
+__all__ = ["CLAIMS", "Claim", "Measurement", "VERDICTS", "collect", "direction", "display_table", "front_page", "main",
+           "read_measurements", "record", "scorecard", "scorecard_plot", "source_folder", "verdict", "verdict_counts"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

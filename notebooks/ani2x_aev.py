@@ -139,6 +139,11 @@ table(run.paper)
 # %% tags=["hide-input"]
 for name, value in aev_facts(run).items():
     glue(name, value)
+# the scorecard's numbers from this chapter (cpd_core.scorecard; read by the scorecard page)
+from cpd_core.experiments.ani2x_aev import aev_measurements
+from cpd_core.scorecard import record
+
+record("ani2x_aev", aev_measurements(run), scale=scale)
 
 # %% [markdown]
 # ## What this shows, and where it differs from the paper

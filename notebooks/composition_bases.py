@@ -86,6 +86,11 @@ table(basis_summary(run))
 # %% tags=["hide-input"]
 for name, value in bases_facts(run).items():
     glue(name, value)
+# the scorecard's numbers from this chapter (cpd_core.scorecard; read by the scorecard page)
+from cpd_core.experiments.composition_bases import bases_measurements
+from cpd_core.scorecard import record
+
+record("composition_bases", bases_measurements(run), scale=scale)
 
 # %% [markdown]
 # ## What this shows

@@ -90,6 +90,11 @@ table(rank_table(run))
 # %% tags=["hide-input"]
 for name, value in routing_facts(run).items():
     glue(name, value)
+# the scorecard's numbers from this chapter (cpd_core.scorecard; read by the scorecard page)
+from cpd_core.experiments.irreps_routing import routing_measurements
+from cpd_core.scorecard import record
+
+record("irreps_routing", routing_measurements(run), scale=scale)
 glue("paper_mace", ", ".join(f"{t} {c} {v}" for (t, c), v in PAPER_MACE.items()))
 glue("n_twin_seeds", len(twin_seeds))
 

@@ -137,6 +137,11 @@ table(paper_comparison(summary))
 # %% tags=["hide-input"]
 for name, value in gradient_facts(run, n_seeds=len(twin_seeds)).items():
     glue(name, value)
+# the scorecard's numbers from this chapter (cpd_core.scorecard; read by the scorecard page)
+from cpd_core.experiments.model_gradient import gradient_measurements
+from cpd_core.scorecard import record
+
+record("model_gradient", gradient_measurements(run), scale=scale)
 
 # %% [markdown]
 # ## What this shows

@@ -158,6 +158,11 @@ table(comparison)
 # %% tags=["hide-input"]
 for name, value in alignment_facts(run, contrasts, maes, evolution).items():
     glue(name, value)
+# the scorecard's numbers from this chapter (cpd_core.scorecard; read by the scorecard page)
+from cpd_core.experiments.task_alignment import alignment_measurements
+from cpd_core.scorecard import record
+
+record("task_alignment", alignment_measurements(run, contrasts, maes), scale=scale)
 
 # %% [markdown]
 # ## What this shows

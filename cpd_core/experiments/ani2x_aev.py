@@ -445,7 +445,24 @@ def aev_facts(run: AEVRun) -> dict:
     return facts
 
 
-__all__ = ["AEVRun", "CONTROL", "DEFAULT_RULE", "DEFAULT_VARIANT", "GCV_VARIANT", "LOO_VARIANT", "RIDGE_VARIANTS",
+
+def aev_measurements(run: AEVRun) -> list:
+    """The scorecard's numbers from this chapter (:mod:`cpd_core.scorecard`): ANI-2x's gap R²_geom under ridge
+    and under the MLP, our protocol, with 95 % intervals."""
+    from cpd_core.scorecard import Measurement
+
+    ours = run.summary.set_index(["target", "probe"])
+    out = []
+    for claim, probe in (("ani_gap_ridge", "ridge"), ("ani_gap_mlp", "mlp")):
+        if ("gap", probe) not in ours.index:
+            continue
+        row = ours.loc[("gap", probe)]
+        out.append(Measurement(claim, float(row["r2_geom"]), float(row["r2_geom_lo"]), float(row["r2_geom_hi"]),
+                               n=int(run.n), what=f"ANI-2x AEV, {probe}, our protocol (clipped scaler, "
+                                                  "training-fold projection, nested penalty)"))
+    return out
+
+__all__ = ["aev_measurements", "AEVRun", "CONTROL", "DEFAULT_RULE", "DEFAULT_VARIANT", "GCV_VARIANT", "LOO_VARIANT", "RIDGE_VARIANTS",
            "aev_chapter", "aev_facts", "molecular_mass", "paper_table", "probe_comparisons", "representation_cpd",
            "representation_results", "result_tables", "ridge_variants", "rule_comparisons", "variant_comparisons",
            "variant_name"]

@@ -426,5 +426,38 @@ def gradient_facts(run: GradientRun, n_seeds: int) -> dict:
     return facts
 
 
-__all__ = ["GradientRun", "MODEL_SETS", "PAPER_PAIRS", "gradient_facts", "paper_comparison", "KINDS", "best_blocks", "block_kind", "controls_table", "default_models",
+
+#: The scorecard's stand-ins (:data:`PAPER_PAIRS`): claim → (our model, why it is not the paper's).
+SCORECARD_STAND_INS = {
+    "mace_gap_ridge": ("so3lr", "stand-in: SO3LR for MACE-OFF, whose weights need a download"),
+    "mace_mp0_gap": ("sevennet-0", "stand-in: SevenNet-0 (NequIP, MPtrj) for MACE-MP-0, whose weights need a "
+                                   "download"),
+}
+
+
+def gradient_measurements(run: GradientRun) -> list:
+    """The scorecard's numbers from this chapter (:mod:`cpd_core.scorecard`): the stand-ins' gap R²_geom
+    (not comparable: other models), and the gradient's direction as the paired difference between the
+    stand-in for MACE and ANI-2x's descriptor (nested ridge, same molecules and folds)."""
+    from cpd_core.scorecard import Measurement
+
+    def res(model):
+        return run.results.get((model, 0, "gap", "ridge"))
+
+    n = int(run.summary["n"].max())
+    out = []
+    for claim, (model, reason) in SCORECARD_STAND_INS.items():
+        r = res(model)
+        if r is not None:
+            out.append(Measurement(claim, float(r.r2_geom), *map(float, r.ci["r2_geom"]), n=n,
+                                   what=f"{model}, gap, nested ridge", comparable=False, reason=reason))
+    top, bottom = res(SCORECARD_STAND_INS["mace_gap_ridge"][0]), res("ani2x-aev")
+    if top is not None and bottom is not None:
+        c = compare(top, bottom)
+        out.append(Measurement("model_ordering", float(c.diff), float(c.lo), float(c.hi), n=n,
+                               what=f"{SCORECARD_STAND_INS['mace_gap_ridge'][0]} − ani2x-aev, gap, paired",
+                               comparable=False, reason="stand-in for MACE (SO3LR); the direction is shown"))
+    return out
+
+__all__ = ["gradient_measurements", "GradientRun", "MODEL_SETS", "PAPER_PAIRS", "gradient_facts", "paper_comparison", "KINDS", "best_blocks", "block_kind", "controls_table", "default_models",
            "family_order", "gradient_table", "model_gradient", "pick", "twin_gaps"]

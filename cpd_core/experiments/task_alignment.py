@@ -402,6 +402,32 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["EvolutionRun", "PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_contrasts", "alignment_facts", "alignment_models",
+
+def alignment_measurements(run, contrasts: pd.DataFrame, maes: pd.DataFrame) -> list:
+    """The scorecard's numbers from this chapter (:mod:`cpd_core.scorecard`): the ranges of gap R²_geom over the
+    trained networks, and PaiNN's and MACE's gap-trained − U0-trained contrasts with paired intervals."""
+    from cpd_core.scorecard import Measurement
+
+    s = run.summary
+    s = s[(s["probe"] == "ridge") & ~s["control"].astype(bool) & (s["target"] == "gap")]
+    n = int(s["n"].max()) if len(s) else 0
+    budget = (f"trained here on {maes['device'].iloc[0]} for at most {maes['minutes'].max():.0f} min "
+              f"(test MAE {maes['ratio'].min():.1f}–{maes['ratio'].max():.1f}× the published)") if len(maes) else ""
+    out = []
+    for claim, sups in (("trained_range", ("gap-trained", "U0-trained")), ("gap_trained_range", ("gap-trained",))):
+        sub = s[s["supervision"].isin(sups)]
+        if len(sub):
+            lo, hi = float(sub["r2_geom"].min()), float(sub["r2_geom"].max())
+            out.append(Measurement(claim, lo, lo, hi, n=n, reason=budget,
+                                   what=f"{sub['arch'].nunique()} architectures, {' and '.join(sups)}, nested ridge"))
+    gap = contrasts[contrasts["target"] == "gap"].set_index("arch")
+    for claim, arch in (("painn_alignment", "painn"), ("mace_alignment", "mace")):
+        if arch in gap.index:
+            r = gap.loc[arch]
+            out.append(Measurement(claim, float(r["gap − U0"]), float(r["gap − U0 lo"]), float(r["gap − U0 hi"]), n=n,
+                                   what=f"{arch} gap-trained − U0-trained, paired", reason=budget))
+    return out
+
+__all__ = ["alignment_measurements", "EvolutionRun", "PUBLISHED_MAE_MEV", "SUPERVISION", "alignment_contrasts", "alignment_facts", "alignment_models",
            "alignment_table", "evolution_archs", "mae_table", "paper_comparison", "task_alignment", "trained_archs",
            "spread_snapshots", "training_evolution", "training_histories"]
