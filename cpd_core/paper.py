@@ -17,6 +17,14 @@ PAPER = {
     ("r2_geom", "MACE energy-trained", "gap", "ridge"): 0.08,
     ("r2_geom", "MACE-MP-0", "gap", "ridge"): 0.36,
     ("isomer_accuracy", "-", "-", "-"): 0.946,
+    ("r2_geom", "MACE L1", "dipole", "ridge"): 0.59,
+    ("r2_geom", "MACE L0", "dipole", "ridge"): 0.38,
+    ("r2_geom", "MACE L0", "gap", "ridge"): 0.76,
+    ("r2_geom", "MACE L1", "gap", "ridge"): 0.34,
+    ("r2_geom_trained_low", "trained on QM9", "gap", "ridge"): 0.081,
+    ("r2_geom_trained_high", "trained on QM9", "gap", "ridge"): 0.533,
+    ("r2_geom_gap_trained_low", "gap-trained", "gap", "ridge"): 0.44,
+    ("r2_geom_gap_trained_high", "gap-trained", "gap", "ridge"): 0.53,
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cpd_core.errors import InputError
+from cpd_core.paper import paper_value
 
 #: Glue-name prefix of a chapter's measurements (``scorecard_<chapter>``).
 PREFIX = "scorecard_"
@@ -135,6 +136,19 @@ class Claim:
     extra: dict = field(default_factory=dict)
 
 
+P = paper_value
+
+
+def _diff(a: tuple, b: tuple) -> float:
+    """The paper's ridge R²_geom of ``a`` minus that of ``b`` (each ``(representation, target)``), to 3 decimals."""
+    return round(P("r2_geom", a[0], a[1], "ridge") - P("r2_geom", b[0], b[1], "ridge"), 3)
+
+
+def _range(claim: str, representation: str, target: str, probe: str) -> tuple[float, float]:
+    """The paper's range ``(low, high)`` of a claim stated as one (``<claim>_low``, ``<claim>_high``)."""
+    return P(f"{claim}_low", representation, target, probe), P(f"{claim}_high", representation, target, probe)
+
+
 def _claims(*claims: Claim) -> dict:
     return {c.key: c for c in claims}
 
@@ -143,35 +157,39 @@ def _claims(*claims: Claim) -> dict:
 #: v1: arXiv 2603.03155v1 (March 2026); v2: the revised version (task alignment, isomers).
 CLAIMS.update(_claims(
     Claim("mace_gap_ridge", "v1", "MACE: geometry linearly accessible after composition removal, gap R²_geom",
-          0.782, chapter="model_gradient"),
-    Claim("ani_gap_ridge", "v1", "ANI-2x's descriptor: gap R²_geom under ridge", -0.792, chapter="ani2x_aev"),
-    Claim("ani_gap_mlp", "v1", "ANI-2x's descriptor: gap R²_geom under an MLP", 0.784, chapter="ani2x_aev"),
+          P("r2_geom", "MACE", "gap", "ridge"), chapter="model_gradient"),
+    Claim("ani_gap_ridge", "v1", "ANI-2x's descriptor: gap R²_geom under ridge",
+          P("r2_geom", "ANI-2x", "gap", "ridge"), chapter="ani2x_aev"),
+    Claim("ani_gap_mlp", "v1", "ANI-2x's descriptor: gap R²_geom under an MLP",
+          P("r2_geom", "ANI-2x", "gap", "mlp"), chapter="ani2x_aev"),
     Claim("model_ordering", "v1", "a disentanglement gradient: tensor-product equivariant above handcrafted "
           "(gap R²_geom, paired difference)", "+", kind="sign", chapter="model_gradient"),
     Claim("mace_routing_dipole", "v1", "MACE routes the dipole to L = 1: R²_geom(L1) − R²_geom(L0) = 0.59 − 0.38",
-          0.59 - 0.38, chapter="irreps_routing"),
+          _diff(("MACE L1", "dipole"), ("MACE L0", "dipole")), chapter="irreps_routing"),
     Claim("mace_routing_gap", "v1", "MACE routes the gap to L = 0: R²_geom(L0) − R²_geom(L1) = 0.76 − 0.34",
-          0.76 - 0.34, chapter="irreps_routing"),
+          _diff(("MACE L0", "gap"), ("MACE L1", "gap")), chapter="irreps_routing"),
     Claim("visnet_no_routing", "v1", "ViSNet does not route: dipole R²_geom(L1) − R²_geom(L0) ≈ 0", 0.0,
           kind="null", chapter="irreps_routing"),
     Claim("gbt_inflation", "v1", "trees on the residual read a purely compositional target: R² 0.68–0.95",
-          (0.68, 0.95), kind="range", chapter="composition_bases"),
+          _range("r2_geom_tree_inflation", "compositional target", "-", "gbt"), kind="range",
+          chapter="composition_bases"),
     Claim("sample_efficiency", "v1", "linearly disentangled representations are more sample-efficient under "
           "linear probing (rank correlation over models)", "+", kind="sign", chapter="sample_efficiency"),
     Claim("crystal_gradient", "v1", "the disentanglement gradient on Materials Project crystals", "+", kind="sign",
           chapter="crystals"),
     Claim("trained_range", "v2", "networks trained on QM9 (gap or energy): gap R²_geom 0.081–0.533",
-          (0.081, 0.533), kind="range", chapter="task_alignment"),
-    Claim("gap_trained_range", "v2", "gap-trained networks: gap R²_geom 0.44–0.53", (0.44, 0.53), kind="range",
-          chapter="task_alignment"),
-    Claim("painn_alignment", "v2", "PaiNN gap-trained − energy-trained, gap R²_geom: 0.53 − 0.31", 0.53 - 0.31,
-          chapter="task_alignment"),
-    Claim("mace_alignment", "v2", "MACE gap-trained − energy-trained, gap R²_geom: 0.44 − 0.08", 0.44 - 0.08,
-          chapter="task_alignment"),
-    Claim("mace_mp0_gap", "v2", "MACE-MP-0 (energy-trained foundation model): gap R²_geom", 0.36,
-          chapter="model_gradient", extra={"unavailable": "MACE-MP-0's weights need a download (no network here)"}),
+          _range("r2_geom_trained", "trained on QM9", "gap", "ridge"), kind="range", chapter="task_alignment"),
+    Claim("gap_trained_range", "v2", "gap-trained networks: gap R²_geom 0.44–0.53",
+          _range("r2_geom_gap_trained", "gap-trained", "gap", "ridge"), kind="range", chapter="task_alignment"),
+    Claim("painn_alignment", "v2", "PaiNN gap-trained − energy-trained, gap R²_geom: 0.53 − 0.31",
+          _diff(("PaiNN gap-trained", "gap"), ("PaiNN energy-trained", "gap")), chapter="task_alignment"),
+    Claim("mace_alignment", "v2", "MACE gap-trained − energy-trained, gap R²_geom: 0.44 − 0.08",
+          _diff(("MACE gap-trained", "gap"), ("MACE energy-trained", "gap")), chapter="task_alignment"),
+    Claim("mace_mp0_gap", "v2", "MACE-MP-0 (energy-trained foundation model): gap R²_geom",
+          P("r2_geom", "MACE-MP-0", "gap", "ridge"), chapter="model_gradient",
+          extra={"unavailable": "MACE-MP-0's weights need a download (no network here)"}),
     Claim("isomer_accuracy", "v2", "same-formula isomers: pairwise gap ordering from the geometric residual",
-          0.946, ref=0.5, chapter="isomers"),
+          P("isomer_accuracy", "-"), ref=0.5, chapter="isomers"),
     Claim("isomer_composition_chance", "v2", "same-formula isomers: composition alone at chance", 0.5, kind="null",
           ref=0.5, chapter="isomers"),
 ))

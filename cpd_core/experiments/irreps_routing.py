@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cpd_core.experiments.layer_profiles import parse_block
+from cpd_core.paper import paper_value
 
 #: QM9 targets by tensor rank: the dipole moment is the one vector property (its norm is probed).
 VECTOR_TARGETS = ("dipole",)
@@ -265,7 +266,8 @@ def _interval(row, key: str = "delta") -> str:
 
 
 #: The paper's MACE numbers (ridge R²_geom by channel): (target, channel) → value.
-PAPER_MACE = {("dipole", "L1"): 0.59, ("dipole", "L0"): 0.38, ("gap", "L0"): 0.76, ("gap", "L1"): 0.34}
+PAPER_MACE = {(t, c): paper_value("r2_geom", f"MACE {c}", t, "ridge")
+              for t, c in (("dipole", "L1"), ("dipole", "L0"), ("gap", "L0"), ("gap", "L1"))}
 
 
 def routing_facts(run: RoutingRun) -> dict:
