@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -456,8 +457,7 @@ def front_page(folder, out) -> Path:
               "measurement): " + ", ".join(f"{k} {v}" for v, k in ((v, counts[v]) for v in VERDICTS)) + ".", "",
               "| chapter | scale | claims measured here | verdicts |", "|---|---|---|---|"]
     root = Path(__file__).resolve().parent.parent
-    names = [n.strip().split("/")[-1] for n in (root / "_toc.yml").read_text().split("file: ")[1:]]
-    for name in [n.split()[0] for n in names if n.split()]:
+    for name in dict.fromkeys(re.findall(r"file: build/notebooks/(\w+)", (root / "_toc.yml").read_text())):
         nb = folder / f"{name}.ipynb"
         if not nb.exists() or name == "scorecard":
             continue

@@ -96,6 +96,9 @@ def test_measurements_travel_inside_an_executed_notebook_to_the_front_page(tmp_p
     folder = tmp_path / "notebooks"
     folder.mkdir()
     nbformat.write(nb, folder / "scorecard.ipynb")
+    # a chapter of the table of contents (its measurements live in the scorecard notebook in this test)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# The isomer benchmark")]),
+                   folder / "isomers.ipynb")
     found = collect(folder)
     assert found["isomers"][0] == "book"
     assert [m.claim for m in found["isomers"][1]] == ["isomer_accuracy", "isomer_composition_chance"]
@@ -106,6 +109,10 @@ def test_measurements_travel_inside_an_executed_notebook_to_the_front_page(tmp_p
     text = md.read_text()
     assert (tmp_path / "front" / "summary.png").read_bytes()[:4] == b"\x89PNG"
     assert "+0.900 [+0.850, +0.950]" in text and "| 300 |" in text
+    # every chapter of the table of contents once in the status table, with its scale and verdicts
+    assert text.count("`The isomer benchmark <../build/notebooks/isomers>`") == 1
+    status = next(line for line in text.splitlines() if "notebooks/isomers>" in line)
+    assert "| book |" in status and "isomer_accuracy, isomer_composition_chance" in status
 
 
 def test_front_page_needs_the_scorecard_figure(tmp_path):
