@@ -339,7 +339,7 @@ def routing_measurements(run: RoutingRun) -> list:
         rows = c[(c["model"] == model) & (c["target"] == target) & c["channel"].str.startswith("L1@")]
         for _, r in rows.iterrows():
             lo, hi = sorted((sign * r["delta_lo"], sign * r["delta_hi"]))
-            out.append(Measurement(claim, float(sign * r["delta"]), float(lo), float(hi), n=int(r["molecules"]),
+            out.append(Measurement(claim, float(sign * r["delta"]), float(lo), float(hi), n=int(run.n.get(r["molecules"], 0)),
                                    what=f"{model}, {target}, {r['channel']} vs L0, paired", comparable=False,
                                    reason=f"{model.split('-')[0]} trained here on QM9 U0 with a CPU budget, not the "
                                           "paper's network"))
