@@ -55,16 +55,18 @@ SCALES: dict[str, dict[str, dict]] = {
         "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp", "gbt"]},
     },
     "sample_efficiency": {  # the models chapter's probe sets; probes' training rows subsampled on a log grid
-        "book": {"n_molecules": 500, "models": "with-partner", "probes": ["ridge"]},
-        "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp"]},
+        "book": {"n_molecules": 500, "models": "with-partner", "probes": ["ridge"], "draws": 3},
+        "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp"], "draws": 5},
     },
-    "isomers": {  # same-formula families of QM9's held-out test split (networks trained here never saw them)
-        "book": {"n_molecules": 300, "families": 1, "models": "book-isomers"},
-        "full": {"n_molecules": ALL, "families": 5, "models": "all"},
+    "isomers": {  # same-formula families of QM9's held-out test split; n_molecules: at most this many per family
+        "book": {"n_molecules": 300, "families": 1, "models": "book-isomers", "probes": ["ridge"], "twin_seeds": [0]},
+        "full": {"n_molecules": ALL, "families": 5, "models": "all", "probes": ["ridge", "mlp", "gbt"],
+                 "twin_seeds": [0, 1, 2]},
     },
-    "probe_sensitivity": {  # each model's gap block of the models chapter (read from its cached scan)
-        "book": {"n_molecules": 500, "models": "with-partner"},
-        "full": {"n_molecules": ALL, "models": "offline"},
+    "probe_sensitivity": {  # each model's gap block of the models chapter (read from its cached scan); aev_molecules:
+        # ANI-2x's AEV on the ANI-2x chapter's subset as an extra set (0: none; at full scale the QM9 set holds it)
+        "book": {"n_molecules": 500, "models": "with-partner", "aev_molecules": 2000},
+        "full": {"n_molecules": ALL, "models": "offline", "aev_molecules": 0},
     },
     "task_alignment": {  # the chapter's claims are ridge's; the nonlinear probes are shown beside them at full scale
         "book": {"n_molecules": 500, "probes": ["ridge"], "snapshots": 3},  # through training: first, middle, last
