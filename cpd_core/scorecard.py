@@ -370,40 +370,50 @@ def display_table(card):
     return out[["version", "statement", "paper", "ours", "n", "scale", "what", "verdict", "why", "direction"]]
 
 
+def _short(what: str, width: int = 34) -> str:
+    """The first clause of a measurement's description, cut to ``width`` characters."""
+    first = re.split(r"[,;(]", what, maxsplit=1)[0].strip()
+    return first if len(first) <= width else first[:width - 1] + "…"
+
+
 def scorecard_plot(card, floor: float = -1.0):
-    """Ours (points, 95 % intervals as error bars) against the paper's number (diamond) for every claim that has
-    both; colour: the verdict. The summary figure of the front page."""
+    """Ours (points, 95 % intervals as error bars; a range over models as a bar) against the paper's number
+    (black diamond) or range (black bar) for every claim that has both; colour: the verdict. Values below
+    ``floor`` are drawn at it, marked with a left arrow. The summary figure of the front page."""
     import matplotlib.pyplot as plt
 
     colours = {"reproduced": "tab:green", "reproduced in direction only": "tab:orange",
                "not reproduced": "tab:red", "not comparable": "tab:gray"}
-    rows = card[~card["ours"].isna()].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(rows) + 1.2))
-    for i, r in rows.iloc[::-1].reset_index(drop=True).iterrows():
+    rows = card[~card["ours"].isna()].iloc[::-1].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.5, 0.36 * len(rows) + 1.6))
+    for i, r in rows.iterrows():
         claim = CLAIMS[r["claim"]]
         c = colours[r["verdict"]]
-        lo, hi = max(r["lo"], floor), max(r["hi"], floor)
+        lo, hi, v = (max(x, floor) for x in (r["lo"], r["hi"], r["ours"]))
         if r["range"]:
-            ax.plot([lo, hi], [i, i], color=c, lw=5, alpha=0.6, solid_capstyle="butt")
+            ax.plot([lo, hi], [i, i], color=c, lw=5, alpha=0.7, solid_capstyle="butt")
         else:
-            ax.errorbar(max(r["ours"], floor), i, xerr=[[max(r["ours"], floor) - lo], [hi - max(r["ours"], floor)]],
-                        fmt="o", color=c, capsize=3)
+            ax.errorbar(v, i, xerr=[[v - lo], [hi - v]], fmt="o", color=c, capsize=3)
+        if r["ours"] < floor:
+            ax.plot(floor, i, marker="<", color=c, ms=9)
         p = claim.paper
         if isinstance(p, tuple):
-            ax.plot(p, [i + 0.22, i + 0.22], color="k", lw=1.5)
+            ax.plot(p, [i + 0.25, i + 0.25], color="k", lw=1.5)
         elif isinstance(p, (int, float)):
-            ax.plot(max(p, floor), i + 0.22, "D", color="k", ms=4)
-    labels = [f"{r['claim']} ({r['what'][:38]})" for _, r in rows.iloc[::-1].iterrows()]
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+            ax.plot(max(p, floor), i + 0.25, "D", color="k", ms=4)
+    def label(r):
+        what = r["what"] if len(r["what"]) <= 46 else r["what"][:45] + "…"
+        return f"{r['claim']} · {what}"
+
+    ax.set_yticks(range(len(rows)), [label(r) for _, r in rows.iterrows()], fontsize=7)
     ax.axvline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("our value, 95 % interval (colour: verdict); the paper's value or range in black")
+    ax.set_xlabel("ours: value and 95 % interval, or range over models (colour: verdict)")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in colours.items()]
     handles.append(plt.Line2D([], [], marker="D", ls="", color="k", label="paper"))
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
-    ax.set_xlim(left=floor - 0.05)
+    ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, frameon=False)
+    ax.set_xlim(left=floor - 0.08)
     fig.tight_layout()
     return fig
-
 
 
 # --- the front page --------------------------------------------------------------------------------------
@@ -418,6 +428,20 @@ def _title(notebook: Path) -> str:
                 if line.startswith("# "):
                     return line[2:].strip()
     return notebook.stem
+
+
+def _scale(notebook: Path) -> str:
+    """The ``scale`` a chapter ran at: its injected parameters' value, else its parameters cell's."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    found = ""
+    for tag in ("parameters", "injected-parameters"):         # injected ones (papermill -p) win
+        for cell in nb.cells:
+            if tag in cell.get("metadata", {}).get("tags", []):
+                m = re.search(r"^scale\s*=\s*['\"](\w+)['\"]", cell.source, flags=re.M)
+                found = m.group(1) if m else found
+    return found
 
 
 def _glued_png(notebook: Path, name: str) -> bytes | None:
@@ -451,10 +475,13 @@ def front_page(folder, out) -> Path:
     lines = ["| claim (paper version) | paper | ours [95 % interval] | n | verdict |", "|---|---|---|---|---|"]
     for (_, r), (_, raw) in zip(shown.iterrows(), card.iterrows()):
         lines.append(f"| {r['statement']} ({r['version']}) | {r['paper']} | {r['ours']} | {r['n']} | "
-                     f"{r['verdict']}{' (' + raw['why'] + ')' if raw['verdict'] == 'not comparable' else ''} |")
+                     f"{r['verdict']}{' (' + _short(raw['why'], 60) + ')' if raw['verdict'] == 'not comparable' else ''} |")
     counts = verdict_counts(card)
-    lines += ["", "Of the paper's " + f"{card['claim'].nunique()} abstract claims (each counted once, by its best "
-              "measurement): " + ", ".join(f"{k} {v}" for v, k in ((v, counts[v]) for v in VERDICTS)) + ".", "",
+    every = card["verdict"].value_counts()
+    lines += ["", "Of the paper's " + f"{card['claim'].nunique()} abstract claims, each counted once by its best "
+              "measurement: " + ", ".join(f"{k} {v}" for v, k in ((v, counts[v]) for v in VERDICTS)) +
+              f". Of the {len(card)} rows: " + ", ".join(f"{int(every.get(v, 0))} {v}" for v in VERDICTS) +
+              ". The scorecard chapter gives each row's reason and what exactly was measured.", "",
               "| chapter | scale | claims measured here | verdicts |", "|---|---|---|---|"]
     root = Path(__file__).resolve().parent.parent
     for name in dict.fromkeys(re.findall(r"file: build/notebooks/(\w+)", (root / "_toc.yml").read_text())):
@@ -464,7 +491,7 @@ def front_page(folder, out) -> Path:
         scale, ms = found.get(name, ("", []))
         mine = card[card["chapter"] == name]
         verdicts = mine["verdict"].value_counts()
-        lines.append(f"| {{doc}}`{_title(nb)} <../build/notebooks/{name}>` | {scale or '—'} | "
+        lines.append(f"| {{doc}}`{_title(nb)} <../build/notebooks/{name}>` | {scale or _scale(nb) or '—'} | "
                      f"{', '.join(dict.fromkeys(m.claim for m in ms)) or '—'} | "
                      f"{'; '.join(f'{k} {v}' for v, k in verdicts.items()) or '—'} |")
     md = out / "findings.md"

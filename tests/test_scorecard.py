@@ -118,3 +118,18 @@ def test_measurements_travel_inside_an_executed_notebook_to_the_front_page(tmp_p
 def test_front_page_needs_the_scorecard_figure(tmp_path):
     with pytest.raises(InputError, match="summary figure"):
         front_page(tmp_path, tmp_path / "front")
+
+
+def test_a_chapters_scale_is_read_from_its_parameters_and_injected_ones_win(tmp_path):
+    from cpd_core.scorecard import _scale
+
+    cell = nbformat.v4.new_code_cell('scale = "book"  # or "full"\nn = None')
+    cell.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert _scale(tmp_path / "a.ipynb") == "book"
+    injected = nbformat.v4.new_code_cell('# Parameters\nscale = "full"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.append(injected)
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert _scale(tmp_path / "a.ipynb") == "full"

@@ -64,8 +64,10 @@ def test_bases_measurement_is_the_trees_range_on_the_default_basis():
             for m, t, b, p, v in (("a", "mass", "counts", "gbt", 0.7), ("b", "mass/atom", "counts", "gbt", 0.9),
                                   ("a", "mass", "poly2", "gbt", 0.1), ("a", "mass", "counts", "ridge", 0.0),
                                   ("a", "gap", "counts", "gbt", 0.5))]
-    (m,) = bases_measurements(BasesRun(pd.DataFrame(rows), pd.DataFrame(), {}, 400))
-    assert (m.claim, m.lo, m.hi, m.n) == ("gbt_inflation", 0.7, 0.9, 400)
+    rows.append({"model": "b", "target": "mass", "basis": "counts", "probe": "gbt", "r2_geom": 0.2})
+    mass, per_atom = bases_measurements(BasesRun(pd.DataFrame(rows), pd.DataFrame(), {}, 400))
+    assert (mass.claim, mass.lo, mass.hi, mass.n) == ("gbt_inflation", 0.2, 0.7, 400) and "mass," in mass.what
+    assert (per_atom.lo, per_atom.hi) == (0.9, 0.9) and "mass/atom" in per_atom.what
 
 
 def test_gradient_and_aev_measurements_read_the_stand_ins_and_pair_them():
