@@ -4,7 +4,9 @@
 # Every number in the abstracts of both versions of the paper, beside what this book measured for it,
 # with the verdict computed from the two (`cpd_core.scorecard.verdict`). The measurements are not
 # typed here: each chapter records them when it runs (`cpd_core.scorecard.record`, a hidden output of
-# its notebook), and this page reads them from the executed chapters.
+# its notebook), and this page reads them from the executed chapters: those of this build
+# (`build/notebooks`), or, where the build holds no executed chapters (a `make test` on a fresh clone),
+# the stored references that the tests re-execute (`tests/notebooks`).
 
 # %% tags=["parameters", "hide-input"]
 scale = "book"  # the chapters' scale; this page computes nothing itself
@@ -25,8 +27,7 @@ from cpd_core.scorecard import (
 folder = source_folder(source)
 found = collect(folder)
 card = scorecard(found)
-print(f"read from {folder.parent.name}/{folder.name}: " + ", ".join(f"{c} ({s or 'scale not recorded'})"
-                                                                    for c, (s, _) in sorted(found.items())))
+print("chapters read: " + ", ".join(f"{c} ({s or 'scale not recorded'})" for c, (s, _) in sorted(found.items())))
 
 # %% [markdown]
 # ## Verdicts
