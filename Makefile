@@ -113,8 +113,8 @@ notebooks: $(EXECUTED)
 # and the front page's summary figure and findings (build/front/) come from its executed notebook.
 build/notebooks/scorecard.ipynb: $(filter-out build/notebooks/scorecard.ipynb,$(EXECUTED))
 
-build/front/findings.md: $(EXECUTED) | $(VENV_DONE)
-	$(BIN)/python -m cpd_core.scorecard front build/notebooks build/front
+build/front/findings.md: $(EXECUTED) cpd_core/front.py cpd_core/scorecard.py | $(VENV_DONE)
+	$(BIN)/python -m cpd_core.front build/notebooks build/front
 
 # --- editions: every chapter executed at a scale into editions/NAME/ with a manifest (cpd_core/editions.py)
 edition: $(CONVERTED) | $(VENV_DONE)

@@ -370,12 +370,6 @@ def display_table(card):
     return out[["version", "statement", "paper", "ours", "n", "scale", "what", "verdict", "why", "direction"]]
 
 
-def _short(what: str, width: int = 34) -> str:
-    """The first clause of a measurement's description, cut to ``width`` characters."""
-    first = re.split(r"[,;(]", what, maxsplit=1)[0].strip()
-    return first if len(first) <= width else first[:width - 1] + "…"
-
-
 def scorecard_plot(card, floor: float = -1.0):
     """Ours (points, 95 % intervals as error bars; a range over models as a bar) against the paper's number
     (black diamond) or range (black bar) for every claim that has both; colour: the verdict. Values below
@@ -416,105 +410,6 @@ def scorecard_plot(card, floor: float = -1.0):
     return fig
 
 
-# --- the front page --------------------------------------------------------------------------------------
-
-def _title(notebook: Path) -> str:
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return notebook.stem
-
-
-def _scale(notebook: Path) -> str:
-    """The ``scale`` a chapter ran at: its injected parameters' value, else its parameters cell's."""
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4)
-    found = ""
-    for tag in ("parameters", "injected-parameters"):         # injected ones (papermill -p) win
-        for cell in nb.cells:
-            if tag in cell.get("metadata", {}).get("tags", []):
-                m = re.search(r"^scale\s*=\s*['\"](\w+)['\"]", cell.source, flags=re.M)
-                found = m.group(1) if m else found
-    return found
-
-
-def _glued_png(notebook: Path, name: str) -> bytes | None:
-    import base64
-
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4)
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get("scrapbook", {})
-            key = meta.get("mime_prefix", "") + "image/png"
-            if meta.get("name") == name and key in out.get("data", {}):
-                return base64.b64decode(out["data"][key])
-    return None
-
-
-def front_page(folder, out) -> Path:
-    """Write the front page's generated parts into ``out``: ``summary.png`` (the scorecard's figure, as glued by
-    its executed notebook) and ``findings.md`` (the main findings with their verdicts, and every chapter's
-    status), both from the executed chapters in ``folder``. Returns the markdown file."""
-    folder, out = Path(folder), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    png = _glued_png(folder / "scorecard.ipynb", "summary_figure") if (folder / "scorecard.ipynb").exists() else None
-    if png is None:
-        raise InputError(f"{folder / 'scorecard.ipynb'} holds no summary figure: execute the scorecard chapter first")
-    (out / "summary.png").write_bytes(png)
-    found = collect(folder)
-    card = scorecard(found)
-    shown = display_table(card)
-    lines = ["| claim (paper version) | paper | ours [95 % interval] | n | verdict |", "|---|---|---|---|---|"]
-    for (_, r), (_, raw) in zip(shown.iterrows(), card.iterrows()):
-        lines.append(f"| {r['statement']} ({r['version']}) | {r['paper']} | {r['ours']} | {r['n']} | "
-                     f"{r['verdict']}{' (' + _short(raw['why'], 60) + ')' if raw['verdict'] == 'not comparable' else ''} |")
-    counts = verdict_counts(card)
-    every = card["verdict"].value_counts()
-    lines += ["", "Of the paper's " + f"{card['claim'].nunique()} abstract claims, each counted once by its best "
-              "measurement: " + ", ".join(f"{k} {v}" for v, k in ((v, counts[v]) for v in VERDICTS)) +
-              f". Of the {len(card)} rows: " + ", ".join(f"{int(every.get(v, 0))} {v}" for v in VERDICTS) +
-              ". The scorecard chapter gives each row's reason and what exactly was measured.", "",
-              "| chapter | scale | claims measured here | verdicts |", "|---|---|---|---|"]
-    root = Path(__file__).resolve().parent.parent
-    for name in dict.fromkeys(re.findall(r"file: build/notebooks/(\w+)", (root / "_toc.yml").read_text())):
-        nb = folder / f"{name}.ipynb"
-        if not nb.exists() or name == "scorecard":
-            continue
-        scale, ms = found.get(name, ("", []))
-        mine = card[card["chapter"] == name]
-        verdicts = mine["verdict"].value_counts()
-        lines.append(f"| {{doc}}`{_title(nb)} <../build/notebooks/{name}>` | {scale or _scale(nb) or '—'} | "
-                     f"{', '.join(dict.fromkeys(m.claim for m in ms)) or '—'} | "
-                     f"{'; '.join(f'{k} {v}' for v, k in verdicts.items()) or '—'} |")
-    md = out / "findings.md"
-    md.write_text("\n".join(lines) + "\n")
-    return md
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m cpd_core.scorecard", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    front = sub.add_parser("front", help="write the front page's summary figure and findings")
-    front.add_argument("folder", help="folder of executed chapter notebooks (build/notebooks)")
-    front.add_argument("out", help="output folder (build/front)")
-    args = parser.parse_args(argv)
-    print(front_page(args.folder, args.out))
-    return 0
-
-
-__all__ = ["CLAIMS", "Claim", "Measurement", "VERDICTS", "collect", "direction", "display_table", "front_page", "main",
+__all__ = ["CLAIMS", "Claim", "Measurement", "VERDICTS", "collect", "direction", "display_table",
            "read_measurements", "record", "scorecard", "scorecard_plot", "source_folder", "verdict", "verdict_counts"]
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""The scorecard: verdicts computed from numbers, measurements that travel inside executed notebooks."""
+"""The scorecard: verdicts computed from numbers, measurements that travel inside executed notebooks to the
+scorecard page and the front page (cpd_core.front)."""
 
 import math
 
@@ -6,6 +7,7 @@ import nbformat
 import pytest
 
 from cpd_core.errors import InputError
+from cpd_core.front import front_page
 from cpd_core.scorecard import (
     CLAIMS,
     VERDICTS,
@@ -14,7 +16,6 @@ from cpd_core.scorecard import (
     collect,
     direction,
     display_table,
-    front_page,
     scorecard,
     verdict,
     verdict_counts,
@@ -121,7 +122,7 @@ def test_front_page_needs_the_scorecard_figure(tmp_path):
 
 
 def test_a_chapters_scale_is_read_from_its_parameters_and_injected_ones_win(tmp_path):
-    from cpd_core.scorecard import _scale
+    from cpd_core.front import _scale
 
     cell = nbformat.v4.new_code_cell('scale = "book"  # or "full"\nn = None')
     cell.metadata["tags"] = ["parameters"]
