@@ -118,9 +118,11 @@ class Claim:
     statement : str
     paper : float or tuple of float
         The paper's number, or its range ``(low, high)``.
-    kind : {"value", "range", "null"}
+    kind : {"value", "range", "null", "not above", "sign"}
         ``value``: our interval should contain the paper's number; ``range``: our range over models should
-        overlap the paper's; ``null``: the paper states an absence (our interval should contain ``ref``).
+        overlap the paper's; ``null``: the paper states an absence (our interval should contain ``ref``);
+        ``not above``: the paper states that something does not happen (our interval should not lie above
+        ``ref``); ``sign``: the paper states a direction without a number (``paper`` is ``"+"`` or ``"-"``).
     ref : float
         The reference a *direction* is read against (0 for an R² or a difference, 0.5 for a pairwise accuracy).
     chapter : str
@@ -169,8 +171,8 @@ CLAIMS.update(_claims(
           _diff(("MACE L1", "dipole"), ("MACE L0", "dipole")), chapter="irreps_routing"),
     Claim("mace_routing_gap", "v1", "MACE routes the gap to L = 0: R²_geom(L0) − R²_geom(L1) = 0.76 − 0.34",
           _diff(("MACE L0", "gap"), ("MACE L1", "gap")), chapter="irreps_routing"),
-    Claim("visnet_no_routing", "v1", "ViSNet does not route: dipole R²_geom(L1) − R²_geom(L0) ≈ 0", 0.0,
-          kind="null", chapter="irreps_routing"),
+    Claim("visnet_no_routing", "v1", "ViSNet does not route the dipole to L = 1: R²_geom(L1) − R²_geom(L0) not "
+          "above 0", 0.0, kind="not above", chapter="irreps_routing"),
     Claim("gbt_inflation", "v1", "trees on the residual read a purely compositional target: R² 0.68–0.95",
           _range("r2_geom_tree_inflation", "compositional target", "-", "gbt"), kind="range",
           chapter="composition_bases"),
@@ -211,6 +213,8 @@ def direction(claim: Claim, m: Measurement) -> str:
     ``"not resolved"`` (our interval includes the reference)."""
     if claim.kind == "null":
         return "agrees" if m.lo <= claim.ref <= m.hi else "opposite"
+    if claim.kind == "not above":
+        return "agrees" if m.lo <= claim.ref else "opposite"
     if claim.kind == "range":
         paper_side = _side(min(claim.paper), claim.ref) if _side(min(claim.paper), claim.ref) == \
             _side(max(claim.paper), claim.ref) else 0
@@ -232,6 +236,8 @@ def verdict(claim: Claim, m: Measurement | None) -> tuple[str, str]:
     does not but lies on the same side of ``claim.ref``; else *not reproduced*. ``range``: reproduced when our
     range over models overlaps the paper's. ``null``: reproduced when our interval contains ``ref``. ``sign``
     (the paper states a direction, no number): reproduced when our interval lies on that side of ``ref``.
+    ``not above`` (the paper states that something does not happen): reproduced unless our interval lies above
+    ``ref``.
     A measurement that is not the paper's quantity (``comparable=False``), or none, is *not comparable*.
 
     Examples
@@ -275,6 +281,10 @@ def verdict(claim: Claim, m: Measurement | None) -> tuple[str, str]:
         if d == "agrees":
             return "reproduced", f"our interval includes {claim.ref:g}"
         return "not reproduced", f"our interval excludes {claim.ref:g}"
+    if claim.kind == "not above":
+        if d == "agrees":
+            return "reproduced", f"our interval does not lie above {claim.ref:g}"
+        return "not reproduced", f"our interval lies above {claim.ref:g}"
     if claim.kind == "sign":
         if d == "agrees":
             return "reproduced", f"our interval lies on the stated side of {claim.ref:g}"
@@ -314,6 +324,20 @@ def source_folder(preferred=None, chapters=None) -> Path:
     return root / "tests" / "notebooks"
 
 
+def _paper_text(claim: Claim) -> str:
+    """The paper's number as the scorecard shows it.
+
+    >>> _paper_text(CLAIMS["gbt_inflation"]), _paper_text(CLAIMS["visnet_no_routing"]), _paper_text(CLAIMS["ani_gap_ridge"])
+    ('0.68–0.95', '≤ 0', '-0.792')
+    """
+    p = claim.paper
+    if isinstance(p, tuple):
+        return f"{p[0]:g}–{p[1]:g}"
+    if p in ("+", "-"):
+        return "positive" if p == "+" else "negative"
+    return {"null": f"≈ {p:g}", "not above": f"≤ {p:g}"}.get(claim.kind, f"{p:+.3g}")
+
+
 def scorecard(found: dict) -> "pd.DataFrame":
     """One row per (claim, measurement), in :data:`CLAIMS` order: the paper's number, ours with its interval,
     the scale and n, what was measured, the verdict and why, and whether the direction agrees.
@@ -337,8 +361,7 @@ def scorecard(found: dict) -> "pd.DataFrame":
             paper = claim.paper
             rows.append({
                 "claim": key, "version": claim.version, "statement": claim.statement, "chapter": chapter,
-                "paper": (f"{paper[0]:g}–{paper[1]:g}" if isinstance(paper, tuple) else
-                          "positive" if paper == "+" else f"{paper:+.3g}" if claim.kind != "null" else f"≈ {paper:g}"),
+                "paper": _paper_text(claim),
                 "ours": math.nan if m is None else m.value, "lo": math.nan if m is None else m.lo,
                 "hi": math.nan if m is None else m.hi, "range": claim.kind == "range",
                 "n": None if m is None or not m.n else int(m.n), "scale": scale or "",

@@ -39,6 +39,10 @@ def test_range_null_and_sign_claims():
     n = Claim("n", "v2", "chance", 0.5, kind="null", ref=0.5)
     assert verdict(n, Measurement("n", 0.5, 0.45, 0.55))[0] == "reproduced"
     assert verdict(n, Measurement("n", 0.6, 0.55, 0.65))[0] == "not reproduced"
+    a = Claim("a", "v1", "no routing", 0.0, kind="not above")
+    assert verdict(a, Measurement("a", -0.15, -0.2, -0.05))[0] == "reproduced"      # below: no routing either
+    assert verdict(a, Measurement("a", 0.01, -0.05, 0.07))[0] == "reproduced"
+    assert verdict(a, Measurement("a", 0.08, 0.02, 0.2)) == ("not reproduced", "our interval lies above 0")
     s = Claim("s", "v1", "more efficient", "+", kind="sign")
     assert verdict(s, Measurement("s", 0.4, 0.1, 0.7))[0] == "reproduced"
     assert verdict(s, Measurement("s", -0.4, -0.7, -0.1))[0] == "not reproduced"
