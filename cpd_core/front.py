@@ -33,17 +33,21 @@ def _title(notebook: Path) -> str:
 
 
 def _scale(notebook: Path) -> str:
-    """The ``scale`` a chapter ran at: its injected parameters' value, else its parameters cell's."""
+    """The ``scale`` a chapter ran at (its injected parameters' value, else its parameters cell's), with any other
+    parameter injected at run time (``papermill -p``), e.g. ``"book (n_molecules = 10000)"``."""
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
-    found = ""
+    found, injected = "", []
     for tag in ("parameters", "injected-parameters"):         # injected ones (papermill -p) win
         for cell in nb.cells:
             if tag in cell.get("metadata", {}).get("tags", []):
                 m = re.search(r"^scale\s*=\s*['\"](\w+)['\"]", cell.source, flags=re.M)
                 found = m.group(1) if m else found
-    return found
+                if tag == "injected-parameters":
+                    injected += [f"{k} = {v.strip()}" for k, v in re.findall(r"^(\w+)\s*=\s*(.+)$", cell.source, re.M)
+                                 if k != "scale"]
+    return f"{found} ({', '.join(injected)})" if injected else found
 
 
 def _glued_png(notebook: Path, name: str) -> bytes | None:

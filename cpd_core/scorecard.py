@@ -297,7 +297,8 @@ def verdict(claim: Claim, m: Measurement | None) -> tuple[str, str]:
 # --- the scorecard ------------------------------------------------------------------------------------
 
 def collect(folder) -> dict[str, tuple[str, list[Measurement]]]:
-    """Chapter → (scale, measurements) from every executed notebook ``*.ipynb`` in ``folder``."""
+    """Chapter → (scale, measurements) from every executed notebook ``*.ipynb`` in ``folder``; a notebook that
+    recorded nothing is listed under its file name with no measurements."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"no folder of executed chapters at {folder}")
@@ -305,7 +306,8 @@ def collect(folder) -> dict[str, tuple[str, list[Measurement]]]:
     for path in sorted(folder.glob("*.ipynb")):
         if path.name.endswith(".partial.ipynb"):
             continue
-        found.update(read_measurements(path))
+        # a chapter that ran but recorded nothing (one executed before the scorecard existed) is listed empty
+        found.update(read_measurements(path) or {path.stem: ("", [])})
     return found
 
 
@@ -353,9 +355,12 @@ def scorecard(found: dict) -> "pd.DataFrame":
             by_claim.setdefault(m.claim, []).append((chapter, scale, m))
     rows = []
     for key, claim in CLAIMS.items():
-        entries = by_claim.get(key) or [(claim.chapter, "", None)]
+        entries = by_claim.get(key) or [(claim.chapter, found.get(claim.chapter, ("", []))[0], None)]
         for chapter, scale, m in entries:
             v, why = verdict(claim, m)
+            if m is None and claim.chapter in found and "unavailable" not in claim.extra:
+                why = ("its chapter ran but recorded no measurement (executed before the scorecard existed, as in an "
+                       "older edition): re-execute the chapter")
             if m is not None and m.comparable and m.reason:
                 why = f"{why} ({m.reason})"
             paper = claim.paper

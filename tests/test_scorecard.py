@@ -138,3 +138,17 @@ def test_a_chapters_scale_is_read_from_its_parameters_and_injected_ones_win(tmp_
     nb.cells.append(injected)
     nbformat.write(nb, tmp_path / "a.ipynb")
     assert _scale(tmp_path / "a.ipynb") == "full"
+    injected.source = '# Parameters\nn_molecules = 10000\n'           # an edition's run: the scale's own, n given
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert _scale(tmp_path / "a.ipynb") == "book (n_molecules = 10000)"
+
+
+def test_a_chapter_that_recorded_nothing_is_named_as_such(tmp_path):
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Old")]),
+                   tmp_path / "ani2x_aev.ipynb")
+    found = collect(tmp_path)
+    assert found == {"ani2x_aev": ("", [])}
+    card = scorecard(found).set_index("claim")
+    assert "recorded no measurement" in card.loc["ani_gap_ridge", "why"]
+    assert card.loc["mace_mp0_gap", "why"] == CLAIMS["mace_mp0_gap"].extra["unavailable"]
+    assert card.loc["isomer_accuracy", "why"] == "not measured in this build"
