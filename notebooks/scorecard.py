@@ -27,7 +27,7 @@ from cpd_core.scorecard import (
 folder = source_folder(source)
 found = collect(folder)
 card = scorecard(found)
-print("chapters read: " + ", ".join(f"{c} ({s or 'scale not recorded'})" for c, (s, _) in sorted(found.items())))
+print("chapters read: " + ", ".join(f"{c} ({s or 'scale not recorded'})" for c, (s, ms) in sorted(found.items()) if ms))
 
 # %% [markdown]
 # ## Verdicts
