@@ -33,21 +33,14 @@ def _title(notebook: Path) -> str:
 
 
 def _scale(notebook: Path) -> str:
-    """The ``scale`` a chapter ran at (its injected parameters' value, else its parameters cell's), with any other
-    parameter injected at run time (``papermill -p``), e.g. ``"book (n_molecules = 10000)"``."""
-    import nbformat
+    """The ``scale`` a chapter ran at, with any other parameter papermill injected, e.g. ``"book (n_molecules =
+    10000)"``: what :func:`cpd_core.editions.notebook_parameters` reads, as the provenance table shows it."""
+    from cpd_core.editions import notebook_parameters
 
-    nb = nbformat.read(str(notebook), as_version=4)
-    found, injected = "", []
-    for tag in ("parameters", "injected-parameters"):         # injected ones (papermill -p) win
-        for cell in nb.cells:
-            if tag in cell.get("metadata", {}).get("tags", []):
-                m = re.search(r"^scale\s*=\s*['\"](\w+)['\"]", cell.source, flags=re.M)
-                found = m.group(1) if m else found
-                if tag == "injected-parameters":
-                    injected += [f"{k} = {v.strip()}" for k, v in re.findall(r"^(\w+)\s*=\s*(.+)$", cell.source, re.M)
-                                 if k != "scale"]
-    return f"{found} ({', '.join(injected)})" if injected else found
+    params = notebook_parameters(notebook)
+    others = [f"{k} = {v}" for k, v in params.items() if k != "scale"]
+    scale = params.get("scale", "book")
+    return f"{scale} ({', '.join(others)})" if others else scale
 
 
 def _glued_png(notebook: Path, name: str) -> bytes | None:
@@ -96,10 +89,10 @@ def front_page(folder, out) -> Path:
         nb = folder / f"{name}.ipynb"
         if not nb.exists() or name == "scorecard":
             continue
-        scale, ms = found.get(name, ("", []))
+        _, ms = found.get(name, ("", []))
         mine = card[card["chapter"] == name]
         verdicts = mine["verdict"].value_counts()
-        lines.append(f"| {{doc}}`{_title(nb)} <../build/notebooks/{name}>` | {scale or _scale(nb) or '—'} | "
+        lines.append(f"| {{doc}}`{_title(nb)} <../build/notebooks/{name}>` | {_scale(nb)} | "
                      f"{', '.join(dict.fromkeys(m.claim for m in ms)) or '—'} | "
                      f"{'; '.join(f'{k} {v}' for v, k in verdicts.items()) or '—'} |")
     md = out / "findings.md"

@@ -128,17 +128,13 @@ def test_front_page_needs_the_scorecard_figure(tmp_path):
 def test_a_chapters_scale_is_read_from_its_parameters_and_injected_ones_win(tmp_path):
     from cpd_core.front import _scale
 
-    cell = nbformat.v4.new_code_cell('scale = "book"  # or "full"\nn = None')
-    cell.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[cell])
-    nbformat.write(nb, tmp_path / "a.ipynb")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('scale = "book"  # or "full"\nn = None')])
+    nbformat.write(nb, tmp_path / "a.ipynb")                          # run at its defaults: nothing injected
     assert _scale(tmp_path / "a.ipynb") == "book"
-    injected = nbformat.v4.new_code_cell('# Parameters\nscale = "full"\n')
-    injected.metadata["tags"] = ["injected-parameters"]
-    nb.cells.append(injected)
+    nb.metadata["papermill"] = {"parameters": {"scale": "full"}}      # what papermill records of `-p scale full`
     nbformat.write(nb, tmp_path / "a.ipynb")
     assert _scale(tmp_path / "a.ipynb") == "full"
-    injected.source = '# Parameters\nn_molecules = 10000\n'           # an edition's run: the scale's own, n given
+    nb.metadata["papermill"] = {"parameters": {"n_molecules": 10000}}  # an edition's run: the scale's own, n given
     nbformat.write(nb, tmp_path / "a.ipynb")
     assert _scale(tmp_path / "a.ipynb") == "book (n_molecules = 10000)"
 
