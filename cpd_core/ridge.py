@@ -267,6 +267,34 @@ class RidgeFolds:
         other._set_target(np.asarray(y, dtype=np.float64))
         return other
 
+    def with_options(self, standardize: bool | None = None, clip: bool | None = None,
+                     rtol: float | None = None) -> "RidgeFolds":
+        """The same per-fold statistics under another scaler or near-constant-column rule (``None``: keep).
+
+        These settings enter only the fits, not the Gram matrices: the copy shares them and starts its own
+        memo of fit set-ups (kept columns, standardisation, eigendecompositions), so a block can be probed
+        under several protocols from one pass over its rows.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> C = np.column_stack([rng.integers(0, 5, 200), np.ones(200)])
+        >>> H = rng.normal(size=(200, 3)) * [1, 10, 100]; y = H[:, 0] + 0.1 * rng.normal(size=200)
+        >>> a = RidgeFolds(H, C, y, np.arange(200) % 4).with_options(standardize=False).fit([1, 2, 3], 0).r2
+        >>> b = RidgeFolds(H, C, y, np.arange(200) % 4, standardize=False).fit([1, 2, 3], 0).r2
+        >>> bool(np.allclose(a, b, rtol=0, atol=1e-12))
+        True
+        """
+        other = copy.copy(self)
+        if standardize is not None:
+            other.standardize = standardize
+        if clip is not None:
+            other.clip = clip
+        if rtol is not None:
+            other.rtol = rtol
+        other._memo, other._buf = {}, None
+        return other
+
     # --- residual coefficients ------------------------------------------------------------
     def _A(self, sl) -> np.ndarray:
         """``[C, 1]`` of stored rows ``sl`` (a slice or positions in fold order)."""

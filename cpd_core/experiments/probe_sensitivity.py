@@ -349,11 +349,8 @@ def _near_constant_rule(p: Protocol) -> str:
 def _with_scaler(rf, p: Protocol):
     """``rf``'s Gram matrices under ``p``'s scaler and near-constant rule (a copy with its own memo: these
     settings enter only the fits, not the per-fold statistics)."""
-    out = copy.copy(rf)
-    out.standardize, out.clip = p.scaler != "none", p.scaler == "clipped"
-    out.rtol = RTOL if _near_constant_rule(p) == "drop" else 0.0
-    out._memo, out._buf = {}, None
-    return out
+    return rf.with_options(standardize=p.scaler != "none", clip=p.scaler == "clipped",
+                           rtol=RTOL if _near_constant_rule(p) == "drop" else 0.0)
 
 
 def _fit_folds(rf, p: Protocol, cv: int):
