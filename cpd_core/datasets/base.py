@@ -103,7 +103,8 @@ class Dataset:
         positions = [np.asarray(r, dtype=np.float64) for r in positions]
         ids = np.arange(len(numbers)) if ids is None else np.asarray(ids)
         return cls(name, ids, numbers, positions, targets,
-                   None if cells is None else [np.asarray(c, dtype=np.float64) for c in cells])
+                   None if cells is None else [np.asarray(c, dtype=np.float64) for c in cells],
+                   None if cells is None else np.ones((len(numbers), 3), dtype=bool))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -146,6 +147,24 @@ class Dataset:
             C.setflags(write=False)
             self._compositions[key] = C
         return self._compositions[key]
+
+    def pymatgen(self) -> list:
+        """The structures as pymatgen objects: ``Structure`` (with its lattice) for periodic sets, else ``Molecule``.
+
+        Examples
+        --------
+        >>> ds = Dataset.from_arrays([[11, 17]], [[[0, 0, 0], [2.82, 0, 0]]], cells=[5.64 * np.eye(3)])
+        >>> s = ds.pymatgen()[0]
+        >>> s.formula, round(s.volume, 1)
+        ('Na1 Cl1', 179.4)
+        """
+        from pymatgen.core import Lattice, Molecule, Structure
+
+        if self.cells is None:
+            return [Molecule(z.tolist(), r) for z, r in zip(self.numbers, self.positions)]
+        pbc = np.ones((len(self), 3), dtype=bool) if self.pbc is None else np.asarray(self.pbc)
+        return [Structure(Lattice(c, pbc=tuple(bool(b) for b in p)), z.tolist(), r, coords_are_cartesian=True)
+                for z, r, c, p in zip(self.numbers, self.positions, self.cells, pbc)]
 
     @property
     def structures(self) -> list:
