@@ -93,8 +93,8 @@ class ProbeSet:
         return {block: H[keep] for block, H in feats.items()}
 
 
-def probe_set(models: Sequence[str], n: int | None = 500, seed: int = 0, rows=None) -> ProbeSet:
-    """The seeded QM9 subset every one of ``models`` can featurize.
+def probe_set(models: Sequence[str], n: int | None = 500, seed: int = 0, rows=None, dataset=None) -> ProbeSet:
+    """The seeded QM9 subset (or ``dataset``) every one of ``models`` can featurize.
 
     Parameters
     ----------
@@ -104,6 +104,9 @@ def probe_set(models: Sequence[str], n: int | None = 500, seed: int = 0, rows=No
         QM9 subset (``n=None``: all 130,831 molecules, or all of ``rows``); the seed draws it.
     rows : array_like of int, optional
         QM9 row positions to draw from (e.g. a held-out test split, :func:`cpd_core.training.probe_rows`).
+    dataset : cpd_core.datasets.Dataset, optional
+        Structures to use instead of a QM9 subset (``n``, ``seed`` and ``rows`` are then ignored): the
+        crystal chapter's Materials Project and Perov-5 sets.
 
     Returns
     -------
@@ -126,7 +129,7 @@ def probe_set(models: Sequence[str], n: int | None = 500, seed: int = 0, rows=No
     unknown = [m for m in models if m not in REGISTRY]
     if unknown:
         raise InputError(f"unknown model(s) {unknown}; known models: {sorted(REGISTRY)}")
-    drawn = load_qm9(n=n, seed=seed, rows=rows)
+    drawn = load_qm9(n=n, seed=seed, rows=rows) if dataset is None else dataset
     common, n_params, loaded = np.ones(len(drawn), dtype=bool), {}, {}
     for name in models:
         featurizer = load_lazy(name, device="cpu")
@@ -134,7 +137,7 @@ def probe_set(models: Sequence[str], n: int | None = 500, seed: int = 0, rows=No
         common &= check_elements(drawn.numbers, featurizer.elements, name, skip=True)
         loaded[name] = featurizer
     if not common.any():
-        raise InputError(f"no molecule is supported by all of {models}")
+        raise InputError(f"no structure is supported by all of {models}")
     data = drawn.select(common)
     return ProbeSet(models, drawn, common, data, data.composition(), n_params, loaded)
 

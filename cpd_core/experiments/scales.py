@@ -34,19 +34,19 @@ SCALES: dict[str, dict[str, dict]] = {
         "full": {"n_molecules": ALL},
     },
     "model_gradient": {  # models: a named set of cpd_core.experiments.model_gradient.default_models
-        "book": {"n_molecules": 500, "models": "with-partner"},
+        "book": {"n_molecules": 500, "models": "book"},
         "full": {"n_molecules": ALL, "models": "offline"},
     },
     "layer_profiles": {  # the models chapter's models and molecules (its cached features and scans)
-        "book": {"n_molecules": 500, "models": "with-partner"},
+        "book": {"n_molecules": 500, "models": "book"},
         "full": {"n_molecules": ALL, "models": "offline"},
     },
     "irreps_routing": {  # the models chapter's models and molecules; scalar targets beside the dipole
-        "book": {"n_molecules": 500, "models": "with-partner"},
+        "book": {"n_molecules": 500, "models": "book"},
         "full": {"n_molecules": ALL, "models": "offline"},
     },
     "mean_vs_sum": {  # the models chapter's models and molecules; sum pooling from its cached mean-pooled features
-        "book": {"n_molecules": 500, "models": "with-partner"},
+        "book": {"n_molecules": 500, "models": "book"},
         "full": {"n_molecules": ALL, "models": "offline"},
     },
     "composition_bases": {  # trees on 1,000-wide ANI blocks cost ~6 s a fit on a CPU: the book runs the 64-128-wide models
@@ -55,7 +55,7 @@ SCALES: dict[str, dict[str, dict]] = {
         "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp", "gbt"]},
     },
     "sample_efficiency": {  # the models chapter's probe sets; probes' training rows subsampled on a log grid
-        "book": {"n_molecules": 500, "models": "with-partner", "probes": ["ridge"], "draws": 3},
+        "book": {"n_molecules": 500, "models": "book", "probes": ["ridge"], "draws": 3},
         "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp"], "draws": 5},
     },
     "isomers": {  # same-formula families of QM9's held-out test split; n_molecules: at most this many per family
@@ -65,8 +65,14 @@ SCALES: dict[str, dict[str, dict]] = {
     },
     "probe_sensitivity": {  # each model's gap block of the models chapter (read from its cached scan); aev_molecules:
         # ANI-2x's AEV on the ANI-2x chapter's subset as an extra set (0: none; at full scale the QM9 set holds it)
-        "book": {"n_molecules": 500, "models": "with-partner", "aev_molecules": 2000},
+        "book": {"n_molecules": 500, "models": "book", "aev_molecules": 2000},
         "full": {"n_molecules": ALL, "models": "offline", "aev_molecules": 0},
+    },
+    "crystals": {  # MP crystals (book: drawn among those with a PBE band gap, one set of rows) and Perov-5
+        "book": {"n_crystals": 250, "band_gap_only": True, "n_perovskites": 200, "models": "book",
+                 "probes": ["ridge", "gbt"], "twin_seeds": [0], "force_crystals": 8},
+        "full": {"n_crystals": 2000, "band_gap_only": False, "n_perovskites": ALL, "models": "all",
+                 "probes": ["ridge", "mlp", "gbt"], "twin_seeds": [0, 1, 2], "force_crystals": 100},
     },
     "task_alignment": {  # the chapter's claims are ridge's; the nonlinear probes are shown beside them at full scale
         "book": {"n_molecules": 500, "probes": ["ridge"], "snapshots": 3},  # through training: first, middle, last

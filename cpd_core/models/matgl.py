@@ -55,11 +55,60 @@ SO3Net's convolutions run :func:`so3_convolution`, the same sum as matgl's ``SO3
 contracted in another order (6x faster on a CPU, far less memory; equal to float round-off,
 ``tests/models/test_matgl.py``).
 
-Caveat: under matgl 4.1.2 the SO3Net ANI-1x checkpoint reproduces ANI-1x energies
-(ωB97X/6-31G*) to 1 mHa, but the TensorNet and M3GNet ANI-1x checkpoints are 0.1–1 Ha
-off for small molecules (``tests/models/test_matgl.py`` records it). matgl loads them with
-only a model-version warning and, for TensorNet, two dropped keys. The networks that run
-may therefore not be the networks that were fit.
+Checkpoint conventions. The checkpoints in ``../shared`` (matgl commit e9cde229, December
+2025) were fit by matgl's DGL code (M3GNet, MEGNet, TensorNet-ANI-1x) or its first PyG port
+(TensorNet-MatPES). matgl 4.1.2 runs the same weights through message passing that sums each
+edge's message into the edge's *source* atom ("post-#761 aggregation convention", docstrings of
+``M3GNetGraphConv`` and ``MEGNetGraphConv`` in ``matgl/layers/_graph_convolution.py``), where the
+code that fit them summed into the *destination* (DGL ``update_all(copy_e, sum | mean)`` in
+``M3GNetGraphConv.node_update_`` / ``MEGNetGraphConv.node_update_`` of
+``src/matgl/layers/_graph_convolution_dgl.py`` at e9cde229; ``aggregate(..., edge_index[1])`` in
+``TensorEmbedding.forward`` of ``src/matgl/layers/_embedding_pyg.py``). The message is built from
+``[v_src, v_dst, e_src->dst]``, so atom *i* now reads its own features where the weights expect
+its neighbour's and vice versa. Every atom of Si, Cu or Mo looks like its neighbours, which is
+why elements came out right and compounds did not. Under plain 4.1.2, M3GNet-MP-2021 gives -1.30
+(NaCl), -2.04 (MgO), +0.71 (LiF) eV/atom. :func:`legacy_conventions` (run by
+:func:`load_checkpoint`) restores what the checkpoints were fit with:
+
+* M3GNet, MEGNet: node updates sum (M3GNet) or average (MEGNet) into the destination atom
+  (a subclass of the graph-convolution layer; same weights);
+* TensorNet: the embedding reads ``emb2([x_j, x_i])`` and the antisymmetric part of the
+  direction ``j -> i``. That is the same as swapping the two halves of the columns of
+  ``emb2.weight`` and negating ``linears_tensor[1].weight`` (exact: the skew part enters only
+  through that bias-free linear layer and norms);
+* TensorNet trained under DGL (``@module`` ``matgl.models._tensornet_dgl`` in ``model.json``:
+  TensorNet-ANI-1x): DGL's ``TensorNetInteraction._edge_udf`` built every message from
+  ``edges.dst`` and summed it into ``dst``, so an atom's message is its *own* tensor times the
+  radial filters. 4.1.2 uses the neighbour's (``x_I[edge_index[1]]``); the subclass uses the atom's own.
+
+The ``emb3`` weights that 4.1.2 drops from TensorNet-ANI-1x were never used in DGL's forward pass.
+
+Known answers, plain 4.1.2 -> restored (``tests/models/test_matgl.py`` checks them):
+
+* M3GNet-MP-2021.2.8, matgl's own DGL-era tests (``tests/ext/test_ase_dgl.py`` at e9cde229):
+  MoS (CsCl type, a = 4 Å) -10.824362 eV: -7.4539 -> -10.8244; Ac-Ala3-NHMe -250.16803 eV:
+  -187.288 -> -250.1683. Energy per atom (eV) of NaCl, MgO, LiF, GaAs (NaCl, MgO: Materials
+  Project PBE about -3.3, -5.9): -1.30, -2.04, +0.71, -4.03 -> -3.37, -5.96,
+  -4.83, -4.18; Si, Cu unchanged (-5.42, -4.10). Lattice constants after relaxation (FrechetCellFilter + BFGS)
+  against the checkpoint's README: GaAs 5.75044 Å: 5.7345 -> 5.7507; NbN 4.44784: 4.4450 -> 4.4478;
+  CsI 4.6727: 4.816 -> 4.682.
+* TensorNet-MatPES-PBE-v2025.1, matgl's PyG test (``tests/ext/test_ase_pyg.py``): Ac-Ala3-NHMe
+  -247.286789 eV: -160.307 -> -247.28677. NaCl, MgO, LiF: -2.74, -2.27, -2.92 -> -3.36, -5.87,
+  -4.78 eV/atom.
+* M3GNet-ANI-1x and TensorNet-ANI-1x against ANI-1x (torchani) on ethanol, water,
+  acetonitrile: +160, +360, +388 mHa -> +0.2, +0.4, -0.2 mHa (M3GNet); +1048, +105, +413 mHa ->
+  -0.6, -0.6, -0.1 mHa (TensorNet).
+* MEGNet-MP-2018.6.1-Eform: formation energies (eV/atom) of NaCl, MgO, CsCl (Materials Project
+  about -2.1, -3.05, -2.2; matgl 1.2.1 under DGL gave -2.220 for CsCl at a = 4.1437):
+  -1.76, -2.56, -1.92 -> -2.11, -3.08, -2.27.
+* MEGNet-MP-2019.4.1-BandGap-mfi, PBE fidelity: mean absolute error against the PBE gaps of the
+  first 300 crystals in ``matminer_dielectric_constant.csv``: 1.29 -> 0.80 eV (the checkpoint's
+  README: validation MAE 0.31 eV). NaCl 4.59 -> 5.03 (PBE 5.0).
+
+The band-gap model stays wrong after the fix (MgO 0.31 eV at PBE fidelity, PBE 4.45; BeO 1.35,
+PBE 6.85), with no cause found. Its card keeps a caveat. SO3Net's convolution has no such
+asymmetry and is unchanged. ``legacy=False`` loads a checkpoint as plain 4.1.2 runs it (for
+models fit under matgl >= 4).
 """
 
 from __future__ import annotations
@@ -104,7 +153,8 @@ CHECKPOINTS = {
 }
 #: random twin -> the trained card whose hyper-parameters it copies
 TWINS = {"m3gnet-random": "m3gnet-ani1x", "tensornet-random": "tensornet-ani1x",
-         "so3net-random": "so3net-ani1x", "megnet-random": "megnet-mp-eform"}
+         "so3net-random": "so3net-ani1x", "megnet-random": "megnet-mp-eform",
+         "m3gnet-mp-random": "m3gnet-mp-2021", "tensornet-matpes-random": "tensornet-matpes-pbe"}
 
 
 def models_dir() -> Path:
@@ -123,11 +173,14 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def load_checkpoint(checkpoint: str | Path):
+def load_checkpoint(checkpoint: str | Path, legacy: bool = True):
     """A matgl model (``Potential``, ``TransformedTargetModel`` or bare network), in eval mode.
 
     ``checkpoint`` is a folder holding ``model.json`` or the name of one inside
-    :func:`models_dir`; otherwise it goes to ``matgl.load_model`` as a hub name.
+    :func:`models_dir`; otherwise it goes to ``matgl.load_model`` as a hub name. With
+    ``legacy`` (the default: every checkpoint matgl released up to commit e9cde229, and their
+    copies on the hub, was fit with them) the network runs the conventions it was fit with
+    (:func:`legacy_conventions`, module docstring).
 
     Raises
     ------
@@ -160,7 +213,103 @@ def load_checkpoint(checkpoint: str | Path):
                     f"matgl.load_model({str(checkpoint)!r}) could not get it from the hub ({err}); {hint}"
                 ) from err
     model.requires_grad_(False)
+    if legacy:
+        legacy_conventions(model, dgl=_fit_under_dgl(folder))
     return model.eval()
+
+
+def _fit_under_dgl(folder: Path) -> bool:
+    """Whether ``folder/model.json`` names a DGL network module (``matgl.models._*_dgl``)."""
+    import json
+
+    try:
+        meta = json.loads((folder / "model.json").read_text())
+    except (OSError, ValueError):
+        return False
+    inner = meta.get("kwargs", {}).get("model", meta)
+    return str(inner.get("@module", meta.get("@module", ""))).endswith("_dgl")
+
+
+def legacy_conventions(model: torch.nn.Module, dgl: bool = False, weights: bool = True) -> torch.nn.Module:
+    """Make matgl 4.1.2 run a network as the checkpoint was fit (see the module docstring), in place.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A matgl ``Potential``, ``TransformedTargetModel`` or bare network.
+    dgl : bool
+        The checkpoint was fit by matgl's DGL code (matters for TensorNet only: its messages then
+        carry the receiving atom's own tensor).
+    weights : bool
+        Also rewrite the TensorNet embedding weights (``emb2`` halves swapped,
+        ``linears_tensor[1]`` negated). Turn it off for random weights, whose distribution is
+        unchanged by it.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``. A second call does nothing.
+    """
+    if getattr(model, "_cpd_legacy_conventions", False):
+        return model
+    net = getattr(model, "model", model)
+    if type(net).__name__ == "TensorNet" and getattr(net, "_use_warp", False):
+        raise InputError("legacy_conventions covers matgl's PyG TensorNet only, not its warp kernels "
+                         "(nvalchemi-toolkit-ops is installed): build the network with use_warp=False")
+    classes = _legacy_classes()
+    for sub in model.modules():
+        cls = type(sub)
+        if cls in classes["swap"]:
+            sub.__class__ = classes["swap"][cls]
+        elif cls is classes["interaction"] and dgl:
+            sub.__class__ = classes["self_message"]
+    if weights and type(net).__name__ == "TensorNet":
+        emb = net.tensor_embedding
+        with torch.no_grad():
+            half = emb.emb2.weight.shape[1] // 2
+            emb.emb2.weight.copy_(torch.cat([emb.emb2.weight[:, half:], emb.emb2.weight[:, :half]], dim=1))
+            emb.linears_tensor[1].weight.neg_()
+    model._cpd_legacy_conventions = True
+    return model
+
+
+_LEGACY_CLASSES: dict = {}
+
+
+def _legacy_classes() -> dict:
+    """Subclasses of matgl 4.1.2 layers that aggregate as the DGL-era code did (built once, on demand)."""
+    if _LEGACY_CLASSES:
+        return _LEGACY_CLASSES
+    from matgl.layers._graph_convolution import M3GNetGraphConv, MEGNetGraphConv, TensorNetInteraction
+    from matgl.utils.maths import new_radial_tensor, scatter_add, scatter_mean
+
+    class DstM3GNetGraphConv(M3GNetGraphConv):
+        """M3GNet node update summed into the destination atom (DGL ``fn.sum`` at ``dst``)."""
+
+        def node_update_(self, edge_index, edge_feat, node_feat, rbf, u_per_edge, num_nodes):
+            src, dst = edge_index[0], edge_index[1]
+            parts = [node_feat[src], node_feat[dst], edge_feat] + ([u_per_edge] if self.include_state else [])
+            mess = self.node_update_func(torch.hstack(parts)) * self.node_weight_func(rbf)
+            return scatter_add(mess, dst, dim_size=num_nodes, dim=0)
+
+    class DstMEGNetGraphConv(MEGNetGraphConv):
+        """MEGNet node update from the mean of the edges into the atom (DGL ``fn.mean`` at ``dst``)."""
+
+        def node_update_(self, edge_index, edge_feat, node_feat, u_per_node, num_nodes):
+            ve = scatter_mean(edge_feat, edge_index[1], dim_size=num_nodes, dim=0)
+            return self.node_func(torch.hstack([node_feat, ve, u_per_node]))
+
+    class SelfMessageTensorNetInteraction(TensorNetInteraction):
+        """TensorNet interaction of the DGL code: each edge carries the receiving atom's own tensor."""
+
+        def message(self, edge_index, x_I, x_A, x_S, edge_attr):
+            own = edge_index[0]  # messages are summed into edge_index[0]
+            return new_radial_tensor(x_I[own], x_A[own], x_S[own], edge_attr[..., 0], edge_attr[..., 1],
+                                     edge_attr[..., 2])
+
+    _LEGACY_CLASSES.update(swap={M3GNetGraphConv: DstM3GNetGraphConv, MEGNetGraphConv: DstMEGNetGraphConv},
+                           interaction=TensorNetInteraction, self_message=SelfMessageTensorNetInteraction)
+    return _LEGACY_CLASSES
 
 
 def tensor_irreps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -303,7 +452,10 @@ class MatGLFeaturizer(Featurizer):
         import matgl
 
         net = self.module
-        out = {"checkpoint": self.checkpoint, "cutoff": float(net.cutoff), "matgl": matgl.__version__}
+        out = {"checkpoint": self.checkpoint, "cutoff": float(net.cutoff), "matgl": matgl.__version__,
+               # the message convention the network runs (legacy_conventions): part of every cache key
+               "conventions": "fit-time" if getattr(self.wrapper, "_cpd_legacy_conventions", False)
+               or getattr(self.module, "_cpd_legacy_conventions", False) else "matgl-4.1.2"}
         if hasattr(net, "threebody_cutoff"):
             out["threebody_cutoff"] = float(net.threebody_cutoff)
         if self.architecture == "MEGNet":
@@ -410,15 +562,20 @@ def build_random(name: str, seed: int = 0) -> MatGLFeaturizer:
         torch.manual_seed(seed)
         twin = type(net)(**net._init_args)
     twin.requires_grad_(False)
+    # the same network as the trained one: its message passing, not its weight rewrite
+    legacy_conventions(twin, dgl=_fit_under_dgl(models_dir() / folder), weights=False)
     featurizer = MatGLFeaturizer(twin.eval(), seeded_card(CARDS_BY_NAME[name], seed),
                                  f"{folder} (random init, seed {seed})")
     featurizer.seed = int(seed)
     return featurizer
 
 
-def from_path(path: str, fidelity: int = 0) -> MatGLFeaturizer:
-    """Featurizer of any matgl checkpoint folder (or hub name): the ``"matgl:PATH"`` loader."""
-    model = load_checkpoint(path)
+def from_path(path: str, fidelity: int = 0, legacy: bool = True) -> MatGLFeaturizer:
+    """Featurizer of any matgl checkpoint folder (or hub name): the ``"matgl:PATH"`` loader.
+
+    ``legacy=False`` for a checkpoint fit under matgl >= 4 (see :func:`load_checkpoint`).
+    """
+    model = load_checkpoint(path, legacy=legacy)
     net = getattr(model, "model", model)
     card = ModelCard(f"matgl:{path}", family=type(net).__name__, status="original",
                      training_data=f"see {path}/README.md", source=f"matgl checkpoint {path}",
@@ -426,16 +583,16 @@ def from_path(path: str, fidelity: int = 0) -> MatGLFeaturizer:
     return MatGLFeaturizer(model, card, str(path), fidelity=fidelity)
 
 
-#: checkpoints whose predictions under matgl 4.1.2 do not reproduce what they were trained to
-#: (energies of small molecules 0.1-1 Ha off ANI-1x; NaCl/MgO energies and the MgO band gap
-#: far from Materials Project): the networks that run may not be the ones that were fit.
+#: checkpoints whose predictions do not reproduce what they were fit to, even with
+#: :func:`legacy_conventions` (module docstring): the network that runs may not be the one that was fit.
 SUSPECT = {
-    "m3gnet-ani1x": "energies 0.1-1 Ha off ANI-1x under matgl 4.1.2 (see tests/models/test_matgl.py)",
-    "tensornet-ani1x": "energies 0.1-1 Ha off ANI-1x under matgl 4.1.2 (see tests/models/test_matgl.py)",
-    "m3gnet-mp-2021": "energies of ionic compounds (NaCl, MgO) far from MP under matgl 4.1.2",
-    "tensornet-matpes-pbe": "energies of ionic compounds (NaCl, MgO) far from MP under matgl 4.1.2",
-    "megnet-mp-eform": "not checked against reference formation energies under matgl 4.1.2",
-    "megnet-mp-bandgap": "MgO band gap ~0 eV at PBE fidelity under matgl 4.1.2 (PBE gives ~4.5 eV)",
+    "megnet-mp-eform": "right to ~0.05 eV/atom under matgl 4.1.2 with the DGL-era aggregation restored "
+                       "(NaCl -2.11, MgO -3.08; MP about -2.1, -3.05), but CsCl (a = 4.1437) gives -2.27 "
+                       "where matgl 1.2.1 under DGL gave -2.220 on the same weights: a residual difference "
+                       "not found, perhaps the one that breaks the band-gap model",
+    "megnet-mp-bandgap": "PBE-fidelity band gaps far from PBE under matgl 4.1.2, even with the DGL-era "
+                         "aggregation restored: MgO 0.31 eV (PBE 4.45), BeO 1.35 (6.85); MAE 0.80 eV on "
+                         "300 MP dielectrics (README: validation MAE 0.31 eV); cause not found",
 }
 
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("tmp_cache")  # fixtures: tests/experiments
 def test_default_models_are_offline_and_without_caveats():
     names = default_models()
     assert names and all(REGISTRY[m].offline and not REGISTRY[m].caveat for m in names)
-    assert "mace-mp-0-medium" not in names and "tensornet-ani1x" not in names
+    assert "mace-mp-0-medium" not in names and "megnet-mp-bandgap" not in names
     assert "ani2x" in names and "ani2x-random" in names
 
 
@@ -40,6 +40,13 @@ def test_with_partner_drops_twins_whose_trained_model_is_not_run():
                            for m in dropped)
     with pytest.raises(InputError, match="unknown model set"):
         default_models("most")
+
+
+def test_book_set_is_the_registered_subset_of_book_set():
+    from cpd_core.experiments.model_gradient import BOOK_SET
+
+    book = default_models("book")
+    assert book == [m for m in default_models() if m in BOOK_SET] and set(book) == set(BOOK_SET)
 
 
 def test_unknown_model_raises_before_work():
