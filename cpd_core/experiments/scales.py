@@ -69,8 +69,8 @@ SCALES: dict[str, dict[str, dict]] = {
         "full": {"n_molecules": ALL, "models": "offline", "aev_molecules": 0},
     },
     "crystals": {  # MP crystals (book: drawn among those with a PBE band gap, one set of rows) and Perov-5
-        "book": {"n_crystals": 250, "band_gap_only": True, "n_perovskites": 200, "models": "book",
-                 "probes": ["ridge", "gbt"], "twin_seeds": [0], "force_crystals": 8},
+        "book": {"n_crystals": 200, "band_gap_only": True, "n_perovskites": 150, "models": "book",
+                 "probes": ["ridge", "gbt"], "twin_seeds": [0], "force_crystals": 6},
         "full": {"n_crystals": 2000, "band_gap_only": False, "n_perovskites": ALL, "models": "all",
                  "probes": ["ridge", "mlp", "gbt"], "twin_seeds": [0, 1, 2], "force_crystals": 100},
     },
