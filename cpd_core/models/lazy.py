@@ -110,6 +110,12 @@ def _write_memo(key: str, featurizer) -> None:
     tmp.replace(path)
 
 
+#: Networks built in this process, by request (name, device, options): a chapter that featurizes two
+#: data sets with the same models (the crystals chapter: MP crystals, then Perov-5) builds each once.
+#: Featurizers hold no per-call state; :func:`cpd_core.extract.features` sets device and dtype on every use.
+_BUILT: dict = {}
+
+
 class StaleMemoError(InputError):
     """A memo's spec differs from that of the network it stands for (it is removed when this is raised)."""
 
@@ -142,7 +148,9 @@ class LazyFeaturizer:
             from cpd_core.models import load
 
             name, device, options = self._request
-            model = load(name, device=device, **options)
+            request = (name, str(device), json.dumps(options, sort_keys=True, default=str))
+            model = _BUILT.get(request) or load(name, device=device, **options)
+            _BUILT[request] = model
             if self._memo is not None and content_key(spec=self._memo["spec"]) != content_key(spec=model.spec()):
                 # keys computed from the memo must never store this network's features
                 _memo_path(self._key).unlink(missing_ok=True)

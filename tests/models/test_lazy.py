@@ -12,6 +12,7 @@ from cpd_core.datasets import Dataset
 from cpd_core.extract import features
 from cpd_core.models import REGISTRY
 from cpd_core.models.base import Featurizer, ModelCard
+from cpd_core.models import lazy
 from cpd_core.models.lazy import StaleMemoError, load_lazy, model_fingerprint
 
 BUILDS = []
@@ -45,7 +46,15 @@ def toy(tmp_path, monkeypatch):
     monkeypatch.setenv("CPD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("CPD_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setitem(REGISTRY, "lazy-toy", CARD)
+    monkeypatch.setattr(lazy, "_BUILT", {})  # networks built by earlier tests are not reused
     BUILDS.clear()
+
+
+def test_a_network_is_built_once_per_process_and_request():
+    a, b = load_lazy("lazy-toy", device="cpu", memo=False), load_lazy("lazy-toy", device="cpu", memo=False)
+    assert a.module is b.module and len(BUILDS) == 1
+    other = load_lazy("lazy-toy", device="cpu", memo=False, scale=2.0)
+    assert other.module is not a.module and len(BUILDS) == 2
 
 
 def molecules(name="toy-set"):
@@ -76,9 +85,9 @@ def test_cached_features_are_read_without_building_and_equal_the_computed_ones()
     # a registry name goes the same way
     np.testing.assert_array_equal(features("lazy-toy", data, device="cpu", progress=False)["h"], computed["h"])
     assert len(BUILDS) == 1
-    # structures not in the cache need the network: it is built then
+    # structures not in the cache need the network: the one this process built is used again
     other = features(lazy, molecules("another-set"), device="cpu", progress=False)
-    assert lazy.built and len(BUILDS) == 2 and other["h"].shape == computed["h"].shape
+    assert lazy.built and len(BUILDS) == 1 and other["h"].shape == computed["h"].shape
 
 
 def test_build_options_and_weight_files_key_the_memo(tmp_path):
