@@ -30,21 +30,18 @@ from cpd_core.experiments.crystals import (
     CRYSTAL_MODELS,
     PES_MODELS,
     composition_baselines,
-    crystal_controls,
     crystal_cpd,
     crystal_facts,
     crystal_measurements,
     crystal_models,
     crystal_subset,
-    crystal_table,
     element_coverage,
     force_check,
     molecular_comparison,
     prediction_check,
     single_split,
-    twin_differences,
 )
-from cpd_core.experiments.model_gradient import family_order, model_gradient
+from cpd_core.experiments.model_gradient import controls_table, family_order, gradient_table, model_gradient, twin_gaps
 from cpd_core.experiments.scales import at_scale
 from cpd_core.models import model_table
 from cpd_core.plots import gradient_plot
@@ -155,7 +152,7 @@ gradient_plot(summary, family_order(summary, target="band_gap"))
 # 80/20) beside the cross-validated ones:
 
 # %%
-table(crystal_table(run))
+table(gradient_table(summary))
 
 # %%
 split = single_split(run)
@@ -169,10 +166,10 @@ table(split[~split["target"].str.contains(r"\(")])
 # trained model minus its random-init twin, paired.
 
 # %%
-table(crystal_controls(run))
+table(controls_table(summary))
 
 # %%
-table(twin_differences(run))
+table(twin_gaps(run))
 
 # %% [markdown]
 # ## Beside the molecular gradient
@@ -195,10 +192,10 @@ table(molecular_comparison(run, qm9))
 # %% tags=["scroll-output"]
 perov_run = crystal_cpd(run_here, perov, targets=["heat_of_formation"], probes=["ridge"], twin_seeds=twin_seeds[:1],
                         basis=basis, device=device)
-table(crystal_table(perov_run))
+table(gradient_table(perov_run.summary))
 
 # %%
-table(twin_differences(perov_run))
+table(twin_gaps(perov_run))
 
 # %% [markdown]
 # The values quoted below are recorded here from these runs.

@@ -30,7 +30,7 @@ import pandas as pd
 
 from cpd_core.errors import InputError
 from cpd_core.experiments.controls import MASS, MASS_PER_ATOM, SHUFFLED, mass_per_atom, molecular_mass, shuffled
-from cpd_core.experiments.model_gradient import _model_rows, _routing
+from cpd_core.experiments.model_gradient import _interval, _model_rows, _routing
 from cpd_core.intervals import compare
 
 #: Crystal models trained on Materials Project data -> their random-init twin (same network, untrained).
@@ -281,22 +281,22 @@ def single_split(run: CrystalRun, fold: int = 0, n_boot: int = 1000, seed: int =
     """Ridge R²_geom and R²_comp on one held-out fold only (the paper's single split: 80/20), with bootstrap intervals.
 
     The probe and block are those the nested procedure fit without that fold; the interval resamples
-    the fold's structures (percentile, ``n_boot`` replicates).
+    the fold's structures (:func:`cpd_core.intervals.bootstrap_r2`, percentile, ``n_boot`` replicates).
     """
-    rng = np.random.default_rng(seed)
+    from cpd_core.intervals import bootstrap_r2, percentile_interval
+
     rows = []
     for (model, s, target, probe), res in run.results.items():
         if probe != "ridge" or s != 0:
             continue
         held = np.flatnonzero(res.fold_of == fold)
         y = res.y[held]
+        preds = [res.oof[key][held] for key in ("comp", "geom")]
+        reps = bootstrap_r2(y, np.zeros(len(held), dtype=int), preds, n_boot=n_boot, seed=seed)
         row = {"model": model, "target": target, "n_test": len(held)}
-        draws = rng.integers(0, len(held), size=(n_boot, len(held)))
-        for key in ("comp", "geom"):
-            pred = res.oof[key][held]
-            row[f"r2_{key}"] = _r2(y, pred)
-            boot = np.array([_r2(y[d], pred[d]) for d in draws])
-            row[f"r2_{key}_lo"], row[f"r2_{key}_hi"] = np.nanpercentile(boot, [2.5, 97.5])
+        for j, key in enumerate(("comp", "geom")):
+            row[f"r2_{key}"] = _r2(y, preds[j])
+            row[f"r2_{key}_lo"], row[f"r2_{key}_hi"] = percentile_interval(reps[:, j])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -418,49 +418,8 @@ def prediction_check(name: str, data, target: str, reference: str, **options) ->
             "pearson r": float(np.corrcoef(pred, y)[0, 1]), "mean offset": float((pred - y).mean())}
 
 
-# --- tables, comparisons, facts -------------------------------------------------------------------------
-
-
-def crystal_table(run: CrystalRun, probe: str = "ridge") -> pd.DataFrame:
-    """One row per model (first seed): R²_comp and nested R²_geom [95 % interval] per real target."""
-    s = run.summary
-    sub = s[(s["probe"] == probe) & ~s["control"].astype(bool) & (s["seed"] == 0)]
-    wide = sub.pivot_table(index="model", columns="target", values=["r2_comp", "r2_geom", "r2_geom_lo", "r2_geom_hi"],
-                           sort=False)
-    wide.columns = [f"{score} {target}" for score, target in wide.columns]
-    info = sub.drop_duplicates("model").set_index("model")[["family", "status", "parameters"]]
-    cols = [f"{k} {t}" for t in dict.fromkeys(sub["target"]) for k in ("r2_comp", "r2_geom", "r2_geom_lo",
-                                                                        "r2_geom_hi")]
-    return info.join(wide)[["family", "status", "parameters"] + cols]
-
-
-def twin_differences(run: CrystalRun, probe: str = "ridge") -> pd.DataFrame:
-    """Trained minus random-init twin (first seed), nested R²_geom per target, paired; the twin's seed spread beside it."""
-    s = run.summary
-    sub = s[(s["probe"] == probe) & ~s["control"].astype(bool)]
-    rows = []
-    for _, t in sub[sub["status"] != "random-init"].drop_duplicates(["model", "target"]).iterrows():
-        twin = CRYSTAL_MODELS.get(t["model"])
-        mine = sub[(sub["model"] == twin) & (sub["target"] == t["target"])]
-        if mine.empty:
-            continue
-        c = compare(run.results[(t["model"], 0, t["target"], probe)],
-                    run.results[(twin, int(mine["seed"].min()), t["target"], probe)])
-        rows.append({"model": t["model"], "twin": twin, "target": t["target"], "trained": t["r2_geom"],
-                     "twin (seed 0)": float(mine.loc[mine["seed"] == mine["seed"].min(), "r2_geom"].iloc[0]),
-                     "twin seeds": len(mine), "twin min": mine["r2_geom"].min(), "twin max": mine["r2_geom"].max(),
-                     "learned": c.diff, "learned_lo": c.lo, "learned_hi": c.hi})
-    return pd.DataFrame(rows)
-
-
-def crystal_controls(run: CrystalRun) -> pd.DataFrame:
-    """Nested ridge R²_geom [95 % interval] of every control target, one row per model (first seed)."""
-    s = run.summary
-    sub = s[s["control"].astype(bool) & (s["seed"] == 0)]
-    wide = sub.pivot_table(index="model", columns="target", values=["r2_geom", "r2_geom_lo", "r2_geom_hi"], sort=False)
-    wide.columns = [f"{score} {target}" for score, target in wide.columns]
-    cols = [f"{k} {t}" for t in dict.fromkeys(sub["target"]) for k in ("r2_geom", "r2_geom_lo", "r2_geom_hi")]
-    return wide[cols]
+# --- tables, comparisons, facts (the per-model tables are the models chapter's: gradient_table,
+# controls_table, twin_gaps of cpd_core.experiments.model_gradient, which read a CrystalRun as a GradientRun)
 
 
 #: Architectures whose features are built from tensor products of spherical harmonics (as MACE's).
@@ -515,10 +474,6 @@ def molecular_comparison(crystal: CrystalRun, qm9, target: str = "band_gap") -> 
     return pd.DataFrame(rows)
 
 
-def _fmt(row, key: str = "r2_geom") -> str:
-    return f"{row[key]:.3f} [{row[key + '_lo']:.3f}, {row[key + '_hi']:.3f}]"
-
-
 def crystal_facts(run: CrystalRun, perov: CrystalRun | None = None) -> dict:
     """The numbers the crystal chapter's prose quotes, from its runs (formatted strings and counts)."""
     s = run.summary
@@ -533,9 +488,9 @@ def crystal_facts(run: CrystalRun, perov: CrystalRun | None = None) -> dict:
         "n_models": int(trained["model"].nunique()), "n_twins": int(twins["model"].nunique()),
         "n_cells": len(trained),
         "n_resolved": len(resolved),
-        "resolved_list": ", ".join(f"{r['model']} on {r['target']} ({_fmt(r)})" for _, r in resolved.iterrows())
+        "resolved_list": ", ".join(f"{r['model']} on {r['target']} ({_interval(r)})" for _, r in resolved.iterrows())
         or "none",
-        "best": f"{best['model']} on {best['target']}, {_fmt(best)}",
+        "best": f"{best['model']} on {best['target']}, {_interval(best)}",
         "twin_max": f"{twins['r2_geom'].max():.3f}" if len(twins) else "n/a",
         "r2_comp_range": f"{main['r2_comp'].min():.2f} to {main['r2_comp'].max():.2f}",
         "shuffled_max": f"{ctrl[ctrl['target'].str.endswith('(shuffled)')]['r2_geom'].max():.3f}",
@@ -549,13 +504,12 @@ def crystal_facts(run: CrystalRun, perov: CrystalRun | None = None) -> dict:
         pm = p[~p["control"].astype(bool) & (p["seed"] == 0) & (p["probe"] == "ridge")]
         pt = pm[pm["status"] != "random-init"]
         pb = pt.loc[pt["r2_geom"].idxmax()]
-        facts.update({"n_perov": perov.n_structures, "perov_best": f"{pb['model']}, {_fmt(pb)}",
+        facts.update({"n_perov": perov.n_structures, "perov_best": f"{pb['model']}, {_interval(pb)}",
                       "perov_comp": f"{pt['r2_comp'].iloc[0]:.3f}"})
     return facts
 
 
-__all__ = ["BOOK_MODELS", "composition_baselines", "crystal_facts", "crystal_subset", "element_coverage",
-           "molecular_comparison", "CRYSTAL_MODELS", "CrystalRun", "INVARIANT", "PES_MODELS", "TENSOR_PRODUCT", "TRAINED_FOR", "calculator",
-           "crystal_controls", "crystal_cpd", "crystal_measurements", "crystal_models", "crystal_table",
-           "equivariant_vs_invariant", "force_check", "prediction_check", "predictions", "single_split",
-           "target_sets", "twin_differences"]
+__all__ = ["BOOK_MODELS", "CRYSTAL_MODELS", "CrystalRun", "INVARIANT", "PES_MODELS", "TENSOR_PRODUCT", "TRAINED_FOR",
+           "calculator", "composition_baselines", "crystal_cpd", "crystal_facts", "crystal_measurements", "crystal_models",
+           "crystal_subset", "element_coverage", "equivariant_vs_invariant", "force_check", "molecular_comparison",
+           "prediction_check", "predictions", "single_split", "target_sets"]

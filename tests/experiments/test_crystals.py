@@ -10,18 +10,16 @@ from cpd_core.errors import InputError
 from cpd_core.experiments.crystals import (
     CrystalRun,
     composition_baselines,
-    crystal_controls,
     crystal_cpd,
     crystal_measurements,
     crystal_models,
     crystal_subset,
-    crystal_table,
     element_coverage,
     force_check,
     prediction_check,
     single_split,
-    twin_differences,
 )
+from cpd_core.experiments.model_gradient import controls_table, gradient_table, twin_gaps
 from cpd_core.models.base import shared_dir
 
 pytestmark = pytest.mark.usefixtures("tmp_cache")
@@ -76,11 +74,11 @@ def test_cpd_on_crystals_with_twin_controls_and_an_unsupported_structure(crystal
     # cell mass is linear in counts: a linear probe of the residual reads nothing (≤ 0 up to fold noise)
     mass = s[(s["target"] == "mass (control)") & (s["model"] == "m3gnet-mp-2021")]
     assert float(mass["r2_geom"].iloc[0]) < 0.05
-    wide = crystal_table(run)
+    wide = gradient_table(run.summary)
     assert list(wide.index) == ["m3gnet-mp-2021", "m3gnet-mp-random"]
     assert "r2_geom band_gap" in wide and "r2_geom density" in wide
-    assert not crystal_controls(run).empty
-    diffs = twin_differences(run)
+    assert not controls_table(run.summary).empty
+    diffs = twin_gaps(run)
     assert set(diffs["target"]) == {"band_gap", "density", "volume_per_atom"}
     split = single_split(run)
     r = run.results[("m3gnet-mp-2021", 0, "density", "ridge")]
