@@ -195,9 +195,15 @@ def density(mass: np.ndarray, volume: np.ndarray) -> np.ndarray:
     return np.asarray(mass) / _AVOGADRO / (np.asarray(volume) * 1e-24)
 
 
+def mp_draw(n: int | None = N_MP, seed: int = 0, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """The rows of :func:`mp_table` that ``load_mp(n, seed)`` takes, in its order, without parsing a structure."""
+    table = mp_table(crystal_data_dir(data_dir))
+    return table.iloc[_draw(len(table), n, seed, "distinct Materials Project ids")].reset_index(drop=True)
+
+
 def load_mp(n: int | None = N_MP, seed: int = 0, targets: Sequence[str] | None = None,
             data_dir: str | Path | None = None, formation_energy: str | None = None,
-            api_key: str | None = None, client=None) -> Dataset:
+            api_key: str | None = None, client=None, within: Sequence[int] | None = None) -> Dataset:
     """A seeded subset of the offline Materials Project crystals (see the module docstring).
 
     Parameters
@@ -216,6 +222,9 @@ def load_mp(n: int | None = N_MP, seed: int = 0, targets: Sequence[str] | None =
         :func:`mp_formation_energies` (needs ``mp-api``, a key and a network, or ``client``).
     api_key, client
         Passed to :func:`mp_formation_energies`.
+    within : sequence of int, optional
+        Positions (increasing) among the ``n`` drawn crystals to keep: the same crystals as
+        ``load_mp(n, seed).select(within)``, parsing only those (:func:`mp_draw` lists the draw).
 
     Returns
     -------
@@ -241,9 +250,13 @@ def load_mp(n: int | None = N_MP, seed: int = 0, targets: Sequence[str] | None =
         raise InputError("formation energies of MP crystals come only from the MP API: pass formation_energy='api' "
                          "(offline, use load_perov5() for formation energies of another, labelled, data set)")
     folder = crystal_data_dir(data_dir)
-    table = mp_table(folder)
-    rows = _draw(len(table), n, seed, "distinct Materials Project ids")
-    chosen = table.iloc[rows].reset_index(drop=True)
+    chosen = mp_draw(n, seed, folder)
+    if within is not None:
+        keep = np.asarray(within)
+        if keep.ndim != 1 or keep.dtype.kind not in "iu" or (keep.size and (keep.min() < 0 or keep.max() >= len(chosen)
+                                                                            or (np.diff(keep) <= 0).any())):
+            raise InputError(f"within must be increasing positions in 0 … {len(chosen) - 1}")
+        chosen = chosen.iloc[keep].reset_index(drop=True)
     wheres = [f"{f} row {r} (material id {m})" for f, r, m in zip(chosen["file"], chosen["row"], chosen["material_id"])]
     key = content_key(dataset="mp", files=_stamp(folder, MP_FILES.values()), ids=chosen["material_id"].tolist(),
                       parser="1")

@@ -89,15 +89,15 @@ def crystal_subset(n: int | None = 2000, seed: int = 0, band_gap_only: bool = Fa
     band gap, so that every target is defined on the same crystals (one set of rows, one block scan
     per model: the book scale); otherwise the first ``n`` of a seeded draw of the 2,000.
     """
-    from cpd_core.datasets.crystals import N_MP, load_mp
+    from cpd_core.datasets.crystals import N_MP, load_mp, mp_draw
 
-    data = load_mp(n=N_MP, seed=seed, data_dir=data_dir)
-    pool = np.flatnonzero(data.targets["band_gap"].notna().to_numpy()) if band_gap_only else np.arange(len(data))
-    if n is None or n >= len(pool):
-        return data.select(pool)
-    if n < 1:
+    drawn = mp_draw(N_MP, seed, data_dir)
+    pool = np.flatnonzero(drawn["band_gap"].notna().to_numpy()) if band_gap_only else np.arange(len(drawn))
+    if n is not None and n < 1:
         raise InputError(f"n must be positive, got {n}")
-    return data.select(np.sort(np.random.default_rng(seed).choice(pool, size=int(n), replace=False)))
+    if n is not None and n < len(pool):
+        pool = np.sort(np.random.default_rng(seed).choice(pool, size=int(n), replace=False))
+    return load_mp(n=N_MP, seed=seed, data_dir=data_dir, within=pool)  # parses only the crystals kept
 
 
 def composition_baselines(data, targets: Sequence[str], bases: Sequence[str] = ("counts", "fractions"),

@@ -201,6 +201,17 @@ def test_load_mp_with_api_adds_the_column(small_data, cache):
 
 
 @needs_data
+def test_within_parses_only_the_kept_crystals_of_the_same_draw(small_data, cache):
+    whole = load_mp(n=20, seed=2, data_dir=small_data)
+    part = load_mp(n=20, seed=2, data_dir=small_data, within=[1, 4, 7])
+    assert part.ids.tolist() == whole.ids[[1, 4, 7]].tolist()
+    np.testing.assert_array_equal(part.positions[2], whole.positions[7])
+    pd.testing.assert_frame_equal(part.targets, whole.targets.iloc[[1, 4, 7]])
+    with pytest.raises(InputError, match="increasing positions"):
+        load_mp(n=20, data_dir=small_data, within=[4, 1])
+
+
+@needs_data
 def test_the_full_offline_subset(cache):
     table = mp_table()
     assert len(table) == 2503  # 708 + 1,056 + 941 less 202 shared ids
