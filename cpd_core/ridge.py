@@ -309,8 +309,7 @@ class RidgeFolds:
         """:math:`E` of the geometric residual with the projection fit on folds ``train``, and the
         columns that lie inside span(:math:`C_T`) (set to zero, as the row-wise projector does)."""
         train = list(train)
-        C_T = self.C[self._positions(train)]
-        Q, R, piv, r = _pivoted_qr(C_T, None)
+        R, piv, r = self._train_qr(train)
         S = self.G[train].sum(axis=0)
         h, a, _ = self._sl
         E = np.zeros((self.k + 1, self.d))
@@ -333,6 +332,11 @@ class RidgeFolds:
                   | (norm <= 64 * np.finfo(np.float64).eps * np.sqrt(self.h_sq.sum(axis=0)))
                   | (RR_diag <= self._roundoff(S, E)))
         return E, inside
+
+    def _train_qr(self, train) -> tuple[np.ndarray, np.ndarray, int]:
+        """``R``, pivots and rank of the pivoted QR of the training composition :math:`C_T`."""
+        _, R, piv, r = _pivoted_qr(self.C[self._positions(train)], None)
+        return R, piv, r
 
     def full_coef(self) -> np.ndarray:
         """:math:`E` for the raw (centred) features, :math:`R = H - \\bar h`."""

@@ -33,9 +33,10 @@ SCALES: dict[str, dict[str, dict]] = {
         "book": {"n_molecules": 2000},
         "full": {"n_molecules": ALL},
     },
-    "model_gradient": {  # models: a named set of cpd_core.experiments.model_gradient.default_models
-        "book": {"n_molecules": 500, "models": "book"},
-        "full": {"n_molecules": ALL, "models": "offline"},
+    "model_gradient": {  # models: a named set of cpd_core.experiments.model_gradient.default_models; trees
+        # (~35 s of the CPU build) only at full scale: their claim is made by the ANI-2x and probe-sensitivity chapters
+        "book": {"n_molecules": 500, "models": "book", "probes": ["ridge", "mlp"]},
+        "full": {"n_molecules": ALL, "models": "offline", "probes": ["ridge", "mlp", "gbt"]},
     },
     "layer_profiles": {  # the models chapter's models and molecules (its cached features and scans)
         "book": {"n_molecules": 500, "models": "book"},

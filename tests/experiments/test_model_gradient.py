@@ -90,6 +90,7 @@ def test_gradient_on_a_small_subset(qm9_loaded):
     assert facts["best_model"] == facts["worst_model"] == "ani2x" and facts["twin_best_model"] == "ani2x-random"
     assert facts["best_gap"].startswith(f"{pick(summary, 'ani2x', 'gap', 'ridge'):.3f} [")
     assert facts["ani2x_mlp"] == facts["so3lr_gap"] == "not run here" and facts["gbt_min"] == facts["gbt_twin_min"] == "n/a"
+    assert facts["trees"].startswith("Gradient-boosted trees were not run at this scale")
     assert facts["n_equivariant"] == 0 and facts["dropped"].startswith("none left out")
     assert facts["learned_n"] == 1 and facts["best_vs_worst"]  # a sentence, even for one model against itself
     comparison = paper_comparison(summary).set_index("our model")
@@ -105,6 +106,7 @@ def test_nonlinear_probes_skip_the_twins_when_asked(qm9_loaded):
     facts = gradient_facts(run, n_seeds=1)  # trees' range: trained models, and their twins beside them
     assert facts["gbt_min"] == facts["gbt_max"] == f"{pick(both, 'ani2x', 'gap', 'gbt'):.2f}"
     assert facts["gbt_twin_min"] == f"{pick(both, 'ani2x-random', 'gap', 'gbt'):.2f}"
+    assert facts["trees"].startswith(f"Gradient-boosted trees score {facts['gbt_min']}–{facts['gbt_max']} ")
     trained_only = model_gradient(["ani2x", "ani2x-random"], nonlinear_twins=False, **kwargs).summary
     probes = lambda summary, model: set(summary[(summary["model"] == model) & ~summary["control"]]["probe"])
     assert probes(both, "ani2x-random") == {"ridge", "gbt"} == probes(both, "ani2x")
