@@ -102,6 +102,9 @@ class CPDResult:
         scoring the fitted probes on finitely many held-out molecules, not that of refitting them.
         """
         if self._ci is None:
+            if self.y is None or not self.oof:
+                raise InputError("intervals need the out-of-fold predictions: this result was computed without "
+                                 "them (cpd_core.streaming.stream_cpd(..., oof=True) keeps them)")
             from cpd_core.intervals import bootstrap_scores, percentile_interval
 
             reps = bootstrap_scores(self, n_boot=self.n_boot, seed=self.seed)
