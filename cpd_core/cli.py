@@ -7,6 +7,8 @@ Examples::
     cpd extract --model sevennet-0 --n all --dtype float64
     cpd extract --model mace:/path/to/MACE-OFF23_medium.model --n 1000
     cpd probe --model ani2x-aev --n 5000 --target gap --probe ridge mlp gbt
+    cpd extract --model so3net-ani1x --n all --target gap dipole --store qm9.zarr --scheduler local --workers 2
+    cpd probe --store qm9.zarr --scheduler tcp://10.0.0.5:8786        # streaming ridge CPD on a cluster
     cpd train --arch painn --target gap --max-minutes 30 --device cuda
     cpd train --arch painn --target gap --max-minutes 30 --device cuda --resume   # 30 more minutes
 """
@@ -24,7 +26,7 @@ def _n(value: str):
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="registry name (see `cpd models`)")
+    p.add_argument("--model", default=None, help="registry name (see `cpd models`); not needed to probe a --store")
     p.add_argument("--dataset", default="qm9", choices=["qm9"])
     p.add_argument("--n", type=_n, default=2000, help="number of molecules, or 'all' (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and the CV folds")
@@ -47,6 +49,8 @@ def _features(args):
     from cpd_core.extract import features
     from cpd_core.models import load
 
+    if args.model is None:
+        raise InputError("--model is required (a registry name, see `cpd models`)")
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     model = load(args.model, device=args.device)  # an unknown model fails before QM9 is read
@@ -54,6 +58,54 @@ def _features(args):
     return dataset, features(model, dataset, pooling=args.pooling, device=args.device, progress=True,
                              dtype=args.dtype, batch_size=args.batch_size, shard_size=args.shard_size,
                              skip_unsupported=args.skip_unsupported)
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=None,
+                   help="a Zarr feature store (a directory): extract writes the features there shard by shard; "
+                        "probe runs streaming ridge CPD on it (cpd_core.distributed)")
+    p.add_argument("--scheduler", default=None,
+                   help="with --store: a Dask scheduler address (tcp://HOST:PORT), or 'local' for a LocalCluster "
+                        "here; default: this process")
+    p.add_argument("--workers", type=int, default=None, help="with --scheduler local: worker processes")
+
+
+def _client(args):
+    from cpd_core.distributed import client_for
+
+    if args.scheduler is None:
+        return None
+    if args.store is None:
+        raise InputError("--scheduler needs --store (features on workers go to a Zarr store)")
+    return client_for(args.scheduler, n_workers=args.workers)
+
+
+def _store_command(args) -> None:
+    """``cpd extract --store`` / ``cpd probe --store``."""
+    import pandas as pd
+
+    from cpd_core.distributed import extract_to_zarr, probe_store
+
+    client = _client(args)
+    try:
+        if args.command == "extract":
+            if args.model is None:
+                raise InputError("--model is required (a registry name, see `cpd models`)")
+            path = extract_to_zarr(args.model, args.store, n=args.n, seed=args.seed, targets=args.target,
+                                   block=args.block, shard_rows=args.shard_size, client=client, device=args.device,
+                                   dtype=args.dtype, pooling=args.pooling)
+            print(f"features in {path}")
+            return
+        if args.probe != ["ridge"]:
+            raise InputError("a store is probed by streaming ridge CPD only (--probe ridge)")
+        results = probe_store(args.store, cv=args.cv, seed=args.seed, client=client, progress=client is None)
+        rows = [{"target": name, "r2_comp": r.r2_comp, "r2_full": r.r2_full, "r2_geom": r.r2_geom,
+                 "r2_geom_std": r.std["r2_geom"], "n": r.n_samples, "d": r.n_features} for name, r in results.items()]
+        with pd.option_context("display.width", 200, "display.precision", 3):
+            print(pd.DataFrame(rows).to_string(index=False))
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -112,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cpd", description="Composition Projection Decomposition")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the model registry")
-    ext = sub.add_parser("extract", help="extract and cache pooled features")
+    ext = sub.add_parser("extract", help="extract and cache pooled features (or write them to a Zarr store)")
     _dataset_args(ext)
-    prb = sub.add_parser("probe", help="extract (or load cached) features and run CPD")
+    _cluster_args(ext)
+    ext.add_argument("--target", nargs="+", default=["gap"], help="with --store: QM9 targets stored beside the features")
+    prb = sub.add_parser("probe", help="extract (or load cached) features and run CPD (or probe a Zarr store)")
     _dataset_args(prb)
+    _cluster_args(prb)
     prb.add_argument("--target", nargs="+", default=["gap"], help="QM9 target names")
     prb.add_argument("--probe", nargs="+", default=["ridge"], choices=["ridge", "mlp", "gbt"])
     prb.add_argument("--cv", type=int, default=5)
@@ -143,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                   "print(model_table()[[\"model\", \"caveat\", \"QM9 overlap\"]])'")
         elif args.command == "train":
             _train(args)
+        elif args.store is not None or args.scheduler is not None:
+            _store_command(args)
         elif args.command == "extract":
             qm9, feats = _features(args)
             for block, H in feats.items():

@@ -107,7 +107,7 @@ class FoldMap:
     >>> fm = FoldMap(6, cv=3, seed=0)
     >>> fm(np.arange(6)).tolist() == fold_labels(6, 3, 0).tolist()
     True
-    >>> h = FoldMap(100_000, cv=5, seed=1, how="hash"); np.bincount(h(np.arange(100_000))).min() > 19_000
+    >>> h = FoldMap(100_000, cv=5, seed=1, how="hash"); bool(np.bincount(h(np.arange(100_000))).min() > 19_000)
     True
     """
 
@@ -334,9 +334,12 @@ class StreamedFolds(RidgeFolds):
             return np.full(self.d, np.nan), np.full(self.d, np.nan)
         return self._bounds[tuple(train)]
 
+    def _positions(self, folds):
+        raise InputError("a training set has fewer rows than kept columns: the kernel form needs the rows; "
+                         "use cpd_core.cpd in memory (at such n the features fit in memory)")
+
     def _standardized(self, idx, E, keep_idx, mu_k, sig_k):
-        raise InputError(f"a training set has fewer rows than kept columns ({len(keep_idx)}): the kernel form "
-                         "needs the rows; use cpd_core.cpd in memory")
+        self._positions(None)
 
     def fit(self, *args, **kwargs):
         raise InputError("StreamedFolds holds no rows: held-out rows are scored by cpd_core.streaming.stream_cpd")
@@ -348,7 +351,7 @@ class StreamedFolds(RidgeFolds):
         E, keep_idx, sig_k, S = prep["E"], prep["keep_idx"], prep["sig_k"], prep["S"]
         one = a.stop - 1
         if max(S[one, one] - self.G[g][one, one] for g in train) < keep_idx.size:
-            self._standardized(None, E, keep_idx, None, None)
+            self._positions(None)
         inner = prep.setdefault("inner", {})
         Ek = E[:, keep_idx]
         total, count = np.zeros(len(grid)), 0.0

@@ -87,7 +87,6 @@ def test_unknown_target_returns_2_before_any_extraction(capsys, no_work):
 
 @pytest.mark.parametrize("argv", [
     [],
-    ["probe"],  # --model is required
     ["probe", "--model", "ani2x-aev", "--probe", "svm"],
     ["probe", "--model", "ani2x-aev", "--fit-projection", "test"],
     ["extract", "--model", "ani2x-aev", "--pooling", "max"],
@@ -99,6 +98,11 @@ def test_bad_arguments_exit_2(argv, capsys, no_work):
         main(argv)
     assert exc.value.code == 2
     assert "usage: cpd" in capsys.readouterr().err
+
+
+def test_model_is_required_without_a_store(capsys, no_work):
+    assert main(["probe"]) == 2
+    assert "--model is required" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text, value", [("all", None), ("None", None), ("ALL", None), ("60", 60)])

@@ -157,6 +157,9 @@ def test_bad_input_names_the_shard():
         stream_cpd(shards, n=100)
     with pytest.raises(InputError, match="leave-one-out"):
         stream_cpd(shards, n=200, select="loo")
+    with pytest.raises(InputError, match="kernel form needs the rows"):
+        wide = planted(n=60, n_features=80, seed=0)
+        stream_cpd(shards_of(wide.H, wide.C, wide.y, size=20), n=60)
     with pytest.raises(InputError, match="constant"):
         stream_cpd([s._replace(Y=np.ones((len(s.rows), 1))) for s in shards], n=200)
 
