@@ -536,29 +536,39 @@ class RidgeFolds:
                 total += np.sum((self.y0[self.span[g]][:, None] - P) ** 2, axis=0)
                 count += len(P)
             return total / count
-        Ek = E[:, keep_idx]
         W = np.zeros((self.d, len(grid)))
         for g in train:
-            if g not in inner:
-                S_in = S - self.G[g][:yi, :yi]
-                n_in = S_in[a, a][-1, -1]
-                S_HA = S_in[h, a][keep_idx]
-                HA_E = S_HA @ Ek
-                RR = S_in[h, h][np.ix_(keep_idx, keep_idx)] - HA_E - HA_E.T + Ek.T @ S_in[a, a] @ Ek
-                mu = (S_HA[:, -1] - Ek.T @ S_in[a, a][:, -1]) / n_in
-                s, V = np.linalg.eigh((RR - n_in * np.outer(mu, mu)) / np.outer(sig_k, sig_k))
-                inner[g] = (np.maximum(s, 0.0), V, mu, n_in)
-            s, V, mu, n_in = inner[g]
-            Sy_in = Sy - self.G[g][:, yi]
-            Ry = Sy_in[h][keep_idx] - Ek.T @ Sy_in[a]
-            y_bar = Sy_in[a][-1] / n_in
-            Zy = (Ry - n_in * mu * y_bar) / sig_k
-            W[keep_idx] = (V @ ((V.T @ Zy)[:, None] / (s[:, None] + grid[None, :]))) / sig_k[:, None]
+            W[keep_idx], c = self._inner_weights(prep, g, Sy, grid)
             sl = self.span[g]
-            P = (y_bar - mu @ W[keep_idx]) + self.H0[sl] @ W - self._A(sl) @ (E @ W)
+            P = c + self.H0[sl] @ W - self._A(sl) @ (E @ W)
             total += np.sum((self.y0[sl][:, None] - P) ** 2, axis=0)
             count += sl.stop - sl.start
         return total / count
+
+    def _inner_weights(self, prep, g, Sy, grid) -> tuple[np.ndarray, np.ndarray]:
+        r"""The inner fit without training fold ``g``: ridge weights on the kept residual columns (unscaled,
+        one column per penalty) and intercepts ``c``, so that :math:`\hat y = c + R_{kept} W`. The
+        eigendecomposition does not depend on the target and is kept in ``prep["inner"]``."""
+        h, a, yi = self._sl
+        E, keep_idx, sig_k, S = prep["E"], prep["keep_idx"], prep["sig_k"], prep["S"]
+        inner = prep.setdefault("inner", {})
+        Ek = E[:, keep_idx]
+        if g not in inner:
+            S_in = S - self.G[g][:yi, :yi]
+            n_in = S_in[a, a][-1, -1]
+            S_HA = S_in[h, a][keep_idx]
+            HA_E = S_HA @ Ek
+            RR = S_in[h, h][np.ix_(keep_idx, keep_idx)] - HA_E - HA_E.T + Ek.T @ S_in[a, a] @ Ek
+            mu = (S_HA[:, -1] - Ek.T @ S_in[a, a][:, -1]) / n_in
+            s, V = np.linalg.eigh((RR - n_in * np.outer(mu, mu)) / np.outer(sig_k, sig_k))
+            inner[g] = (np.maximum(s, 0.0), V, mu, n_in)
+        s, V, mu, n_in = inner[g]
+        Sy_in = Sy - self.G[g][:, yi]
+        Ry = Sy_in[h][keep_idx] - Ek.T @ Sy_in[a]
+        y_bar = Sy_in[a][-1] / n_in
+        Zy = (Ry - n_in * mu * y_bar) / sig_k
+        Wk = (V @ ((V.T @ Zy)[:, None] / (s[:, None] + grid[None, :]))) / sig_k[:, None]
+        return Wk, y_bar - mu @ Wk
 
     def _loo_primal(self, train, E, keep_idx, mu_k, sig_k, V, q, filt, y_bar, n_T) -> np.ndarray:
         r"""Exact leave-one-out mean squared error per penalty, one training fold's rows at a time.

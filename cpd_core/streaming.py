@@ -348,30 +348,14 @@ class StreamedFolds(RidgeFolds):
         r""":meth:`RidgeFolds._inner_folds` from the Gram matrices: the held-out error of inner fold
         :math:`g`, :math:`e = y_0 - \hat y = X_g u - c`, is a quadratic form of :math:`G_g`."""
         h, a, yi = self._sl
-        E, keep_idx, sig_k, S = prep["E"], prep["keep_idx"], prep["sig_k"], prep["S"]
+        E, keep_idx, S = prep["E"], prep["keep_idx"], prep["S"]
         one = a.stop - 1
         if max(S[one, one] - self.G[g][one, one] for g in train) < keep_idx.size:
             self._positions(None)
-        inner = prep.setdefault("inner", {})
         Ek = E[:, keep_idx]
         total, count = np.zeros(len(grid)), 0.0
         for g in train:
-            if g not in inner:
-                S_in = S - self.G[g][:yi, :yi]
-                n_in = S_in[a, a][-1, -1]
-                S_HA = S_in[h, a][keep_idx]
-                HA_E = S_HA @ Ek
-                RR = S_in[h, h][np.ix_(keep_idx, keep_idx)] - HA_E - HA_E.T + Ek.T @ S_in[a, a] @ Ek
-                mu = (S_HA[:, -1] - Ek.T @ S_in[a, a][:, -1]) / n_in
-                s, V = np.linalg.eigh((RR - n_in * np.outer(mu, mu)) / np.outer(sig_k, sig_k))
-                inner[g] = (np.maximum(s, 0.0), V, mu, n_in)
-            s, V, mu, n_in = inner[g]
-            Sy_in = Sy - self.G[g][:, yi]
-            Ry = Sy_in[h][keep_idx] - Ek.T @ Sy_in[a]
-            y_bar = Sy_in[a][-1] / n_in
-            Zy = (Ry - n_in * mu * y_bar) / sig_k
-            Wk = (V @ ((V.T @ Zy)[:, None] / (s[:, None] + grid[None, :]))) / sig_k[:, None]
-            c = y_bar - mu @ Wk
+            Wk, c = self._inner_weights(prep, g, Sy, grid)
             u = np.zeros((yi + 1, len(grid)))
             u[keep_idx] = -Wk
             u[a] = Ek @ Wk
