@@ -88,22 +88,12 @@ def one(n: int, rows: int, d: int, store: str | None, workers: int, in_memory: b
     elif workers:
         from distributed import Client, LocalCluster
 
-        from cpd_core.streaming import merge
+        from cpd_core.distributed import reduce_on_workers
 
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
-        count = -(-n // rows)
-
-        def reduce(name, fn, empty):
-            fn_f = client.scatter(fn, broadcast=True, hash=False)
-            if store:
-                futures = client.map(lambda i, f: f(store_shard(store, n, rows, i)), range(count), f=fn_f, pure=False)
-            else:
-                futures = client.map(lambda i, f: f(synthetic_shard(i, n, rows, d)), range(count), f=fn_f, pure=False)
-            while len(futures) > 1:
-                merged = [client.submit(merge, a, b, pure=False) for a, b in zip(futures[::2], futures[1::2])]
-                futures = merged + (futures[-1:] if len(futures) % 2 else [])
-            return futures[0].result()
+        load = ((lambda i: store_shard(store, n, rows, i)) if store else (lambda i: synthetic_shard(i, n, rows, d)))
+        reduce = reduce_on_workers(client, -(-n // rows), load)
 
         t = time.perf_counter()
         res = stream_cpd(source, n=n, folds="hash", reduce=reduce)

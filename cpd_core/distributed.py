@@ -202,26 +202,32 @@ def extract_to_zarr(model: str, path, n: int | None = 2000, seed: int = 0, targe
     return path
 
 
-def _apply(i, fn, path, reader):
-    return fn(reader(path, i))
+def _apply(i, fn, load):
+    return fn(load(i))
 
 
-def dask_reduce(client, path, reader=None):
-    """A ``reduce`` for :func:`~cpd_core.streaming.stream_cpd`: each pass maps its per-shard function over
-    the store's shards on the workers (sent to each worker once) and merges the partial results
-    pairwise on the cluster. ``reader(path, i)`` reads shard ``i`` (default :func:`read_shard`)."""
-    count = len(open_store(path)["done"])
-    path, reader = str(path), reader or read_shard
+def reduce_on_workers(client, count: int, load):
+    """A ``reduce`` for :func:`~cpd_core.streaming.stream_cpd` over ``count`` shards, ``load(i)`` giving
+    shard ``i`` where it runs: each pass's per-shard function is sent to each worker once, mapped over
+    the shards there, and the partial results are merged pairwise on the cluster."""
 
     def reduce(name, fn, empty):
         fn = client.scatter(fn, broadcast=True, hash=False)
-        futures = client.map(_apply, range(count), fn=fn, path=path, reader=reader, pure=False)
+        futures = client.map(_apply, range(count), fn=fn, load=load, pure=False)
         while len(futures) > 1:
             merged = [client.submit(merge, a, b, pure=False) for a, b in zip(futures[::2], futures[1::2])]
             futures = merged + (futures[-1:] if len(futures) % 2 else [])
         return futures[0].result()
 
     return reduce
+
+
+def dask_reduce(client, path, reader=None):
+    """:func:`reduce_on_workers` over the shards of the store at ``path``, read by ``reader(path, i)``
+    (default :func:`read_shard`) on the workers."""
+    count = len(open_store(path)["done"])
+    path, reader = str(path), reader or read_shard
+    return reduce_on_workers(client, count, lambda i: reader(path, i))
 
 
 def write_store(path, H, C, Y, targets: Sequence[str] | None = None, shard_rows: int = 8192,
@@ -263,4 +269,4 @@ def probe_store(path, cv: int = 5, seed: int = 0, client=None, reader=None, **kw
 
 
 __all__ = ["client_for", "create_store", "dask_reduce", "extract_to_zarr", "n_shards", "open_store", "probe_store",
-           "read_shard", "write_store", "zarr_shards"]
+           "read_shard", "reduce_on_workers", "write_store", "zarr_shards"]

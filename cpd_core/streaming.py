@@ -405,16 +405,15 @@ def _source(shards) -> Callable[[], Iterable]:
                      "(an iterator can be read only once; every pass reads the shards again)")
 
 
-def _comp_coef(G_raw: np.ndarray, R_C: list, layout: Layout, counts, train) -> np.ndarray:
+def _comp_coef(G_raw: np.ndarray, folds: StreamedFolds, layout: Layout, train) -> np.ndarray:
     """Least-squares coefficients (k, t) of the raw targets on the training composition
-    (:class:`~cpd_core.projection.CompositionProjector`'s basic solution, from the R factors and
-    the Gram matrices of ``[C, 1, H, Y]``, with one step of refinement)."""
+    (:class:`~cpd_core.projection.CompositionProjector`'s basic solution, from the training QR of
+    ``folds`` and the Gram matrices of ``[C, 1, H, Y]``, with one step of refinement)."""
     k = layout.k
     S = G_raw[list(train)].sum(axis=0)
     c, y = slice(0, k), slice(k + 1 + layout.d, None)
     CtY, CtC = S[c, y], S[c, c]
-    n_T = int(counts[list(train)].sum())
-    _, R, piv, r = _pivoted_qr(np.vstack([R_C[g] for g in train]), max(n_T, k) * np.finfo(np.float64).eps)
+    R, piv, r = folds._train_qr(train)
     coef = np.zeros((k, layout.t))
     if r:
         Rr, p = R[:r, :r], piv[:r]
@@ -539,7 +538,7 @@ def stream_cpd(shards, n: int, targets: Sequence[str] | None = None, cv: int = 5
 
     plans = {(t, f, key): folds_of[t].plan(splits[f], grid, geom=(key == "geom"), select=select)
              for t in range(layout.t) for f in range(cv) for key in ("full", "geom")}
-    comp = [_comp_coef(G_raw, folds_of[0]._R, layout, counts, tr) for tr in splits]
+    comp = [_comp_coef(G_raw, folds_of[0], layout, tr) for tr in splits]
 
     # pass 3: held-out scores
     def score(shard):
