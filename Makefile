@@ -4,7 +4,7 @@
 # At another scale, with explicit parameters, or from a published edition:
 #   make book SCALE=full | make book NB_PARAMS="-p n_molecules 10000" | make book EDITION=NAME
 #   make edition NAME=... [SCALE=...] [NB_PARAMS=...] [CHAPTERS=...]   execute chapters into editions/NAME/
-# Also: make venv | check-math | check-edition NAME=... | refresh-references | store-references | clean
+# Also: make venv | colab | check-math | check-edition NAME=... | refresh-references | store-references | clean
 
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
@@ -49,9 +49,9 @@ SOURCES := $(NAMES:%=notebooks/%.py)
 CONVERTED := $(NAMES:%=build/jupytext/%.ipynb)
 EXECUTED := $(NAMES:%=build/notebooks/%.ipynb)
 LIB_FILES := $(shell find cpd_core -type f ! -path '*/__pycache__/*' 2>/dev/null | LC_ALL=C sort)
-BOOK_FILES := _config.yml _toc.yml $(wildcard book/*)
+BOOK_FILES := _config.yml _toc.yml $(wildcard book/*) $(wildcard book/_ext/*.py)
 
-.PHONY: help venv notebooks book mathjax check-math edition check-edition test refresh-references store-references \
+.PHONY: help venv notebooks book colab mathjax check-math edition check-edition test refresh-references store-references \
   clean FORCE
 .SECONDARY: $(CONVERTED)
 
@@ -174,6 +174,11 @@ _build/html/.built: $(EXECUTED) build/provenance.md build/front/findings.md $(BO
 	  || { echo "error: jupyter-book build failed; its warnings and errors:" >&2; \
 	       grep -E 'WARNING|ERROR|CRITICAL|Error' build/jupyter-book.log >&2 || true; exit 1; }
 	@touch $@
+
+# --- Colab: colab/NAME.ipynb, each chapter with a setup cell at scale "full" (cpd_core/colab.py); tests fail
+# when a committed one differs from what its chapter gives now
+colab: | $(VENV_DONE)
+	$(BIN)/python -m cpd_core.colab write
 
 # --- tests: unit tests + doctests, then nbval on the references (tests/conftest.py gives the
 # nbval run its sanitizer, kernel and working directory). Exit code 5, "no tests", is no failure.

@@ -86,12 +86,9 @@ def one(n: int, rows: int, d: int, store: str | None, workers: int, in_memory: b
         res = cpd(H, C, Y[:, 0])
         out.update(seconds=time.perf_counter() - t, r2_geom=res.r2_geom)
     elif workers:
-        from distributed import Client, LocalCluster
+        from cpd_core.distributed import client_for, reduce_on_workers
 
-        from cpd_core.distributed import reduce_on_workers
-
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
+        client = client_for("local", n_workers=workers)
         load = ((lambda i: store_shard(store, n, rows, i)) if store else (lambda i: synthetic_shard(i, n, rows, d)))
         reduce = reduce_on_workers(client, -(-n // rows), load)
 
@@ -101,7 +98,6 @@ def one(n: int, rows: int, d: int, store: str | None, workers: int, in_memory: b
                    worker_peak_mib=max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
                    / 1024)
         client.close()
-        cluster.close()
     else:
         t = time.perf_counter()
         res = stream_cpd(source, n=n, folds="hash")

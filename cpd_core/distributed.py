@@ -22,6 +22,7 @@ by ``shard_rows`` rows, and ``done`` (one flag per shard); attributes ``targets`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def _zarr():
     return zarr
 
 
+#: Dask settings of the workers this module starts. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``
+#: in every worker by default; setting it at all switches off glibc's dynamic mmap threshold, so every
+#: tensor above 128 KiB is a fresh ``mmap`` that page-faults on first touch. Measured on the 2-core CPU:
+#: one ANI-2x AEV shard of 2,048 QM9 molecules took 1.0-1.5 s of the worker thread's CPU with it and
+#: 0.52-0.60 s without, as in a plain process (``benchmarks/extract_workers.py``). ``None`` leaves it
+#: unset. On a cluster started by hand, give ``dask worker`` the same with the environment variable
+#: ``DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None`` (book/cluster.md).
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 def client_for(scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1):
     """A Dask client: of the scheduler at ``scheduler`` (``"tcp://host:8786"``), or, for ``None`` or
     ``"local"``, of a new :class:`distributed.LocalCluster` of ``n_workers`` processes on this machine.
@@ -54,8 +65,11 @@ def client_for(scheduler: str | None = None, n_workers: int | None = None, threa
     except ImportError:  # pragma: no cover - in requirements.txt
         raise InputError("this needs Dask: pip install 'dask[distributed]'") from None
     if scheduler in (None, "local"):
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                               dashboard_address=None)
+        import dask
+
+        with dask.config.set(WORKER_CONFIG):
+            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                                   dashboard_address=None)
         return Client(cluster)
     if "://" not in scheduler and ":" not in scheduler:
         raise InputError(f"a scheduler address looks like tcp://HOST:PORT, got {scheduler!r} ('local' for this machine)")
@@ -110,10 +124,32 @@ def zarr_shards(path):
     return lambda: (read_shard(path, i) for i in range(count))
 
 
-def _extract_shard(path, i: int, model: str, block: str, dataset_args: dict, device: str, dtype: str,
-                   pooling: str) -> int:
-    """One task: the pooled features of shard ``i``'s structures, written into the store's rows."""
+@functools.lru_cache(maxsize=2)
+def _qm9(n, seed):
+    """The QM9 subset of a store, loaded once per worker process (not once per shard)."""
     from cpd_core.datasets import load_qm9
+
+    return load_qm9(n=n, seed=seed)
+
+
+def _worker_threads(threads: int | None) -> int | None:
+    """Torch threads of one task: ``threads``, else 1 inside a Dask worker (Dask's convention — one compute
+    thread per task thread; give ``dask worker --nthreads`` and ``threads`` to use more), else None (the
+    engine's default: every core of this process)."""
+    if threads is not None:
+        return threads
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return None
+    return 1
+
+
+def _extract_shard(path, i: int, model: str, block: str, dataset_args: dict, device: str, dtype: str,
+                   pooling: str, threads: int | None = None) -> int:
+    """One task: the pooled features of shard ``i``'s structures, written into the store's rows."""
     from cpd_core.extract import features
     from cpd_core.models.lazy import load_lazy
 
@@ -121,9 +157,9 @@ def _extract_shard(path, i: int, model: str, block: str, dataset_args: dict, dev
     root = zarr.open_group(str(path), mode="r+")
     rows = root.attrs["shard_rows"]
     a, b = i * rows, min((i + 1) * rows, root["H"].shape[0])
-    data = load_qm9(**dataset_args).select(np.arange(a, b))
+    data = _qm9(**dataset_args).select(np.arange(a, b))
     H = features(load_lazy(model, device=device), data, pooling=pooling, device=device, dtype=dtype,
-                 progress=False, cache=False)[block]
+                 progress=False, cache=False, threads=_worker_threads(threads))[block]
     root["H"][a:b] = H
     root["done"][i] = True
     return i
@@ -132,7 +168,7 @@ def _extract_shard(path, i: int, model: str, block: str, dataset_args: dict, dev
 def extract_to_zarr(model: str, path, n: int | None = 2000, seed: int = 0, targets: Sequence[str] = ("gap",),
                     block: str | None = None, shard_rows: int = 8192, client=None, device: str = "auto",
                     dtype: str = "float32", pooling: str = "mean", resume: bool = True, progress: bool = True,
-                    task=None):
+                    task=None, threads: int | None = None):
     """Pooled features of a QM9 subset under ``model`` into a Zarr store, one task per shard.
 
     Parameters
@@ -150,6 +186,10 @@ def extract_to_zarr(model: str, path, n: int | None = 2000, seed: int = 0, targe
         Rows per shard (and per Zarr chunk).
     client : distributed.Client, optional
         Where the tasks run (:func:`client_for`); ``None``: in this process, shard after shard.
+    threads : int, optional
+        Torch threads per task. Default: 1 on a Dask worker (one per task thread, Dask's convention: two
+        workers of two torch threads each on a 2-core machine ran 3x slower than one process), every core
+        of this process without a client.
     task : callable, optional
         The per-shard task (default: featurize and write the shard); tests wrap it to kill a worker.
 
@@ -164,6 +204,9 @@ def extract_to_zarr(model: str, path, n: int | None = 2000, seed: int = 0, targe
 
     zarr = _zarr()
     data = load_qm9(n=n, seed=seed)
+    unknown = [t for t in targets if t not in data.targets.columns]
+    if unknown:
+        raise InputError(f"unknown QM9 target(s) {unknown}; choose from {list(data.targets.columns)}")
     request = {"model": model, "n": len(data), "seed": seed, "targets": list(targets), "pooling": pooling,
                "dtype": dtype, "shard_rows": shard_rows, "block": block}
     path = Path(path)
@@ -183,7 +226,7 @@ def extract_to_zarr(model: str, path, n: int | None = 2000, seed: int = 0, targe
     block = root.attrs["block"]
     todo = [i for i in range(len(root["done"])) if not root["done"][i]]
     task = task or _extract_shard
-    args = (model, block, {"n": n, "seed": seed}, device, dtype, pooling)
+    args = (model, block, {"n": n, "seed": seed}, device, dtype, pooling, threads)
     if client is None:
         from tqdm import tqdm
 
