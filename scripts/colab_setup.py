@@ -17,8 +17,9 @@ What it does, in order:
    constraints file (nothing in the list may move it), then the project itself (``-e .``).
 4. **QM9.** Loads all 130,831 molecules once through ``qm9pack`` (``cpd_core.datasets.load_qm9``), so
    the chapters start from the cache.
-5. **Stale modules.** Packages the running kernel imported before they were replaced (Colab's kernel
-   imports numpy, pandas, ... itself) keep their old code until a restart. :func:`setup` lists them; on
+5. **Stale modules.** Packages the running kernel imported before the installs replaced them (a kernel
+   imports some itself: in the fresh Python 3.12 test, jupyter_client's dateutil) keep their old code
+   until a restart. :func:`setup` lists them; on
    Colab it then restarts the runtime (choose *Runtime -> Run all* once more: the second pass finds
    everything installed and takes seconds).
 
@@ -86,23 +87,30 @@ def installed_version(dist: str) -> str | None:
         return None
 
 
-def stale_modules(modules=None) -> list[str]:
-    """Top-level modules already imported whose distribution on disk now has another version.
-
-    Their old code stays in the process until it restarts.
-    """
+def imported_versions(modules=None) -> dict[str, str]:
+    """``{top-level module: version of its distribution on disk}`` for the modules this process imported."""
     import importlib.metadata as metadata
 
     modules = sys.modules if modules is None else modules
     dists = metadata.packages_distributions()
-    stale = []
-    for name, module in sorted(modules.items()):
-        if "." in name or not hasattr(module, "__version__") or name not in dists:
-            continue
-        now = installed_version(dists[name][0])
-        if now is not None and str(module.__version__) != now:
-            stale.append(f"{name} {module.__version__} -> {now}")
-    return stale
+    out = {}
+    for name in modules:
+        if "." not in name and name in dists:
+            version = installed_version(dists[name][0])
+            if version is not None:
+                out[name] = version
+    return out
+
+
+def stale_modules(before: dict[str, str], modules=None) -> list[str]:
+    """Modules imported before the installs (``before``: :func:`imported_versions` then) whose distribution
+    the installs replaced; their old code stays in the process until it restarts.
+
+    Comparing the distributions on disk before and after (not a module's ``__version__``, whose format
+    varies) means a run that installs nothing finds nothing stale, so a restart cannot repeat itself.
+    """
+    now = imported_versions(modules)
+    return [f"{m} {v} -> {now[m]}" for m, v in sorted(before.items()) if m in now and now[m] != v]
 
 
 def _fingerprint(torch_spec: str) -> dict:
@@ -159,6 +167,7 @@ def setup(dry_run: bool = False, qm9: bool = True, restart: bool | None = None) 
         for cmd in cmds:
             print("$", " ".join(cmd))
         return report | {"commands": cmds}
+    before = imported_versions()
     if done == want:
         print(f"already set up ({stamp.name}): nothing to install", flush=True)
     else:
@@ -172,7 +181,7 @@ def setup(dry_run: bool = False, qm9: bool = True, restart: bool | None = None) 
         stamp.write_text(json.dumps(want, indent=1) + "\n")
     if str(ROOT) not in sys.path:  # an editable install is seen by new processes only
         sys.path.insert(0, str(ROOT))
-    stale = stale_modules()
+    stale = stale_modules(before)
     report["stale"] = stale
     if stale:
         on_colab = "google.colab" in sys.modules
@@ -180,8 +189,8 @@ def setup(dry_run: bool = False, qm9: bool = True, restart: bool | None = None) 
             print("replaced after this runtime imported them: " + ", ".join(stale) +
                   "\nrestarting the runtime: choose Runtime -> Run all once more", flush=True)
             os.kill(os.getpid(), 9)
-        raise RuntimeError("restart the kernel, then run again: these modules were replaced after they were "
-                           "imported: " + ", ".join(stale))
+        raise RuntimeError("set up; now restart the kernel and run again (the second run installs nothing): "
+                           "these modules were replaced after this kernel imported them: " + ", ".join(stale))
     print("set up: " + ", ".join(f"{d} {installed_version(d)}" for d in ("torch", "numpy", "torchani", "mace-torch")),
           flush=True)
     return report

@@ -80,9 +80,11 @@ def test_pip_commands_hold_torch(tmp_path):
 def test_stale_modules_named():
     import numpy
 
-    assert setup_script.stale_modules({"numpy": numpy}) == []
-    old = SimpleNamespace(__version__="1.0.0")
-    assert setup_script.stale_modules({"numpy": old, "numpy.linalg": old}) == [f"numpy 1.0.0 -> {numpy.__version__}"]
+    modules = {"numpy": numpy, "numpy.linalg": numpy.linalg, "not_a_distribution": SimpleNamespace()}
+    now = setup_script.imported_versions(modules)
+    assert now == {"numpy": metadata.version("numpy")}
+    assert setup_script.stale_modules(now, modules) == []  # nothing installed in between: nothing stale
+    assert setup_script.stale_modules({"numpy": "1.0.0"}, modules) == [f"numpy 1.0.0 -> {metadata.version('numpy')}"]
 
 
 def test_dry_run_plans_without_installing(capsys):

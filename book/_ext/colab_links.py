@@ -25,8 +25,8 @@ def colab_box(name: str, url: str, branch: str) -> str:
                   "`_config.yml` — so there is no link: in Colab, *File -> Open notebook -> GitHub* or *Upload*)")
     return (":::{admonition} Re-execute this chapter on a GPU\n:class: tip\n"
             f"{opener}: this chapter's notebook with a setup cell that installs the book's pinned stack "
-            "around the runtime's own torch and runs the chapter at `scale = \"full\"` ({doc}`cluster` says "
-            "how to go past one machine).\n:::\n")
+            "around the runtime's own torch and runs the chapter at `scale = \"full\"`. To spread the work over "
+            "a cluster instead: {doc}`cluster`.\n:::\n")
 
 
 def _insert(app, docname: str, source: list[str]) -> None:
