@@ -29,13 +29,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
+
+from fresh import machine, measure, serve
 
 
 def _warm() -> None:
@@ -89,12 +88,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each route (median printed)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(**json.loads(args.one))))
+    if serve(args.one, one):
         return
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}; {args.model}, {args.n:,} QM9 molecules, shards of "
+    print(f"# machine: {machine()}; {args.model}, {args.n:,} QM9 molecules, shards of "
           f"{args.shard_rows:,}, one thread per process or worker, CPU, median of {args.repeats} runs")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     routes = [("engine (in memory)", "engine", 1), ("1 process, store", "process", 1)]
@@ -107,11 +104,10 @@ def main() -> None:
         for name, route, w in routes:
             spec = {"route": route, "model": args.model, "n": args.n, "shard_rows": args.shard_rows, "workers": w,
                     "threads": cores if name.endswith("threads") else 1}
-            done = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True,
-                                  text=True, env=env)
-            if done.returncode:
-                sys.exit(f"{name} failed: {done.stderr.strip().splitlines()[-1:]}")
-            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            try:
+                runs[name].append(measure(__file__, spec, env))
+            except RuntimeError as e:
+                sys.exit(f"{name} failed: {e}")
     print(f"{'route':<26}{'seconds':>9}{'(range)':>14}{'mol/s':>9}{'mol/s per worker':>18}{'vs engine':>11}"
           f"{'cluster start s':>17}")
     base = None

@@ -24,17 +24,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
-import subprocess
-import sys
 import time
 
 import numpy as np
 
 from cpd_core.streaming import Shard, stream_cpd
+from fresh import machine, measure, serve
 
 
 def synthetic_shard(i: int, n: int, rows: int, d: int, seed: int = 0) -> Shard:
@@ -116,12 +112,10 @@ def main() -> None:
     parser.add_argument("--in-memory-max", type=float, default=1e6, help="largest n for the in-memory comparison")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(**json.loads(args.one))))
+    if serve(args.one, one):
         return
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}; rows: {args.store or f'synthetic, d = {args.d}'}, "
+    print(f"# machine: {machine()}; rows: {args.store or f'synthetic, d = {args.d}'}, "
           f"shards of {args.shard_rows:,} rows, hash folds, ridge, 5 folds, 57 penalties, 2 targets")
     print(f"{'route':<22}{'n':>12}{'seconds':>10}{'s per 1e6 rows':>16}{'peak MiB':>10}{'worker MiB':>12}{'R²_geom':>9}")
     routes = [("streaming, 1 process", 0, False)]
@@ -134,11 +128,11 @@ def main() -> None:
                 continue
             spec = {"n": n, "rows": min(args.shard_rows, n), "d": args.d, "store": args.store, "workers": workers,
                     "in_memory": in_memory}
-            done = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
-            if done.returncode:
-                print(f"{name:<22}{n:>12,} failed: {done.stderr.strip().splitlines()[-1:]}")
+            try:
+                r = measure(__file__, spec)
+            except RuntimeError as e:
+                print(f"{name:<22}{n:>12,} failed: {e}")
                 continue
-            r = json.loads(done.stdout.strip().splitlines()[-1])
             worker = f"{r['worker_peak_mib']:>12.0f}" if "worker_peak_mib" in r else f"{'':>12}"
             print(f"{name:<22}{n:>12,}{r['seconds']:>10.1f}{r['seconds'] / n * 1e6:>16.1f}{r['peak_mib']:>10.0f}"
                   f"{worker}{r['r2_geom']:>9.3f}", flush=True)

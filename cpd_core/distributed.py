@@ -157,7 +157,7 @@ def _extract_shard(path, i: int, model: str, block: str, dataset_args: dict, dev
     root = zarr.open_group(str(path), mode="r+")
     rows = root.attrs["shard_rows"]
     a, b = i * rows, min((i + 1) * rows, root["H"].shape[0])
-    data = _qm9(**dataset_args).select(np.arange(a, b))
+    data = _qm9(dataset_args["n"], dataset_args["seed"]).select(np.arange(a, b))  # one cache key with extract_to_zarr's
     H = features(load_lazy(model, device=device), data, pooling=pooling, device=device, dtype=dtype,
                  progress=False, cache=False, threads=_worker_threads(threads))[block]
     root["H"][a:b] = H
@@ -198,15 +198,13 @@ def extract_to_zarr(model: str, path, n: int | None = 2000, seed: int = 0, targe
     pathlib.Path
         The store.
     """
-    from cpd_core.datasets import load_qm9
+    from cpd_core.datasets.qm9 import check_targets
     from cpd_core.extract import features
     from cpd_core.models.lazy import load_lazy
 
     zarr = _zarr()
-    data = load_qm9(n=n, seed=seed)
-    unknown = [t for t in targets if t not in data.targets.columns]
-    if unknown:
-        raise InputError(f"unknown QM9 target(s) {unknown}; choose from {list(data.targets.columns)}")
+    targets = check_targets(targets)
+    data = _qm9(n, seed)
     request = {"model": model, "n": len(data), "seed": seed, "targets": list(targets), "pooling": pooling,
                "dtype": dtype, "shard_rows": shard_rows, "block": block}
     path = Path(path)
