@@ -43,14 +43,18 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block", default=None, help="feature block to probe (default: the model's first)")
 
 
+def _require_model(args) -> None:
+    if args.model is None:
+        raise InputError("--model is required (a registry name, see `cpd models`)")
+
+
 def _features(args):
     """The data set and its features, as the one extraction call (:func:`cpd_core.extract.features`) gives them."""
     from cpd_core.datasets import load_qm9
     from cpd_core.extract import features
     from cpd_core.models import load
 
-    if args.model is None:
-        raise InputError("--model is required (a registry name, see `cpd models`)")
+    _require_model(args)
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     model = load(args.model, device=args.device)  # an unknown model fails before QM9 is read
@@ -89,8 +93,7 @@ def _store_command(args) -> None:
     client = _client(args)
     try:
         if args.command == "extract":
-            if args.model is None:
-                raise InputError("--model is required (a registry name, see `cpd models`)")
+            _require_model(args)
             path = extract_to_zarr(args.model, args.store, n=args.n, seed=args.seed, targets=args.target,
                                    block=args.block, shard_rows=args.shard_size, client=client, device=args.device,
                                    dtype=args.dtype, pooling=args.pooling)
